@@ -1,0 +1,87 @@
+"""Weights on disk: weights/<name>.safetensors (plain tensors, no pickle) + <name>.json (config and how it was
+trained) + MANIFEST.json (sha256 of every file). Loading verifies the hash before reading a byte of tensors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import ClassifierConfig, EvalClassifierConfig, UNetConfig
+from .networks import Denoiser, EvalClassifier, NoisyClassifier
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+MANIFEST = "MANIFEST.json"
+RESTORE_HINT = "restore it with `git checkout -- weights/` or retrain with `python -m demo.train`"
+
+# name -> (network class, config class)
+ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
+    "Denoiser": (Denoiser, UNetConfig),
+    "NoisyClassifier": (NoisyClassifier, ClassifierConfig),
+    "EvalClassifier": (EvalClassifier, EvalClassifierConfig),
+}
+
+
+class CheckpointError(RuntimeError):
+    """A weight file is missing, corrupt or inconsistent; the message names the file and the fix."""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save(net: nn.Module, name: str, info: dict, folder: Path = WEIGHTS_DIR) -> None:
+    """Write <name>.safetensors and <name>.json, then refresh the manifest entries of both."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file(state, folder / f"{name}.safetensors")
+    meta = {"architecture": type(net).__name__, "config": dataclasses.asdict(net.config), **info}
+    (folder / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    manifest_path = folder / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    for file in (f"{name}.safetensors", f"{name}.json"):
+        manifest[file] = sha256(folder / file)
+    manifest_path.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+
+
+def _verified(folder: Path, file: str) -> Path:
+    path = folder / file
+    manifest_path = folder / MANIFEST
+    if not manifest_path.exists():
+        raise CheckpointError(f"{manifest_path} is missing; {RESTORE_HINT}")
+    expected = json.loads(manifest_path.read_text()).get(file)
+    if expected is None:
+        raise CheckpointError(f"{file} is not listed in {manifest_path}; {RESTORE_HINT}")
+    if not path.exists():
+        raise CheckpointError(f"weight file {path} is missing; {RESTORE_HINT}")
+    if sha256(path) != expected:
+        raise CheckpointError(f"weight file {path} is corrupt (sha256 mismatch with {MANIFEST}); {RESTORE_HINT}")
+    return path
+
+
+def load_info(name: str, folder: Path = WEIGHTS_DIR) -> dict:
+    """The verified JSON metadata of a checkpoint."""
+    return json.loads(_verified(folder, f"{name}.json").read_text())
+
+
+def load(name: str, folder: Path = WEIGHTS_DIR, device: str | torch.device = "cpu") -> nn.Module:
+    """Build the network from its JSON config and load its verified safetensors (strict), in eval mode."""
+    meta = load_info(name, folder)
+    net_class, config_class = ARCHITECTURES[meta["architecture"]]
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
+    net = net_class(config_class(**config))
+    state = load_file(_verified(folder, f"{name}.safetensors"))
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{folder / name}.safetensors does not match its config: {error}") from error
+    return net.to(device).eval().requires_grad_(False)

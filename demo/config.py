@@ -1,0 +1,112 @@
+"""All hyperparameters, as frozen dataclasses with documented defaults; presets are data.
+
+The UI reads slider ranges and defaults from here, so the engine and the widgets never disagree.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+NUM_CLASSES = 10
+NULL_LABEL = NUM_CLASSES            # extra "no class" token of the denoiser, used by classifier-free guidance
+IMAGE_SHAPE = (1, 28, 28)           # (C, H, W) of one digit
+CLASS_NAMES = tuple(f"digit {k}" for k in range(NUM_CLASSES))
+SIGMA_DATA = 0.5                    # std of the data in [-1, 1] pixel units (EDM, Karras et al. 2022)
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Class-conditional U-Net behind EDM preconditioning: D(x, sigma, label)."""
+    channels: tuple[int, ...] = (32, 64, 64)   # feature channels at 28x28, 14x14, 7x7
+    emb_dim: int = 128                         # noise-level + class embedding width
+    num_classes: int = NUM_CLASSES             # the embedding has one more row: NULL_LABEL
+    dropout: float = 0.0
+    sigma_data: float = SIGMA_DATA
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Noisy classifier p(label | x, sigma): the encoder half of the U-Net plus a linear head."""
+    channels: tuple[int, ...] = (32, 64, 64)
+    emb_dim: int = 128
+    num_classes: int = NUM_CLASSES
+    sigma_data: float = SIGMA_DATA
+
+
+@dataclass(frozen=True)
+class EvalClassifierConfig:
+    """Clean-data CNN used only for metrics (a different architecture from the guiding classifier)."""
+    channels: tuple[int, ...] = (32, 64, 128)
+    feature_dim: int = 128                     # penultimate features: the space of "FID (classifier features)"
+    dropout: float = 0.3
+    num_classes: int = NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Noise levels and solver; Karras et al. (2022) Eq. 5 discretisation of [sigma_min, sigma_max]."""
+    num_steps: int = 32                # denoiser evaluations per sample without guidance (1..1000)
+    sampler: str = "ddim"              # "ddim" (deterministic, Euler on the PF-ODE) or "ancestral"
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    clip_denoised: bool = True         # clamp the guided x0 estimate to the data range [-1, 1]
+
+
+@dataclass(frozen=True)
+class GuidancePreset:
+    """Default weight and slider range of one method, as shown in the UI."""
+    title: str
+    default_weight: float
+    paper: str
+    max_weight: float = 20.0
+
+
+# One convention for every method: guided D = D + w * direction, w = 0 is unguided (see guidance.py).
+PRESETS: dict[str, GuidancePreset] = {
+    "unguided": GuidancePreset("Unguided", 0.0, "conditional model, w ignored"),
+    "classifier": GuidancePreset("Classifier guidance", 3.0, "Dhariwal & Nichol 2021"),
+    "cfg": GuidancePreset("Classifier-free guidance", 3.0, "Ho & Salimans 2022"),
+    "gfcg": GuidancePreset("Gradient-free classifier guidance", 3.0, "Shenoy et al. 2024"),
+    "autoguidance": GuidancePreset("Autoguidance", 3.0, "Karras et al. 2024"),
+}
+METHODS = tuple(PRESETS)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Accepted request ranges, checked once in the engine API."""
+    max_weight: float = 20.0
+    max_steps: int = 1000
+    max_samples: int = 64
+    max_seed: int = 2**31 - 1
+    sigma_max: float = 80.0
+
+
+LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Guidance interval (Kynkaanniemi et al. 2024): guide only for sigma_lo < sigma <= sigma_hi."""
+    sigma_lo: float = 0.0
+    sigma_hi: float = math.inf
+
+    def contains(self, sigma: float) -> bool:
+        return self.sigma_lo < sigma <= self.sigma_hi
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run; `python -m demo.train` reproduces the shipped weights from these values."""
+    iterations: int
+    batch_size: int = 128
+    lr: float = 2e-3
+    lr_warmup: int = 200
+    ema_halflife: int = 500              # EMA half-life in iterations (EDM2-style power EMA is overkill here)
+    p_mean: float = -1.2                 # log-normal training noise levels (EDM Eq. in Table 1)
+    p_std: float = 1.2
+    p_uncond: float = 0.15               # label dropout for classifier-free guidance
+    seed: int = 0
+    checkpoint_every: int = 500          # resumable: state saved to runs/<name>/state.pt
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,121 @@
+"""The engine API: the only module that wires models, guidance and the sampler together.
+
+    models = Models.load()                                   # verified local weights (weights/)
+    request = Request(label=3, method="cfg", weight=3.0, num_samples=8, seed=0)
+    steps = list(generate(models, request))                  # num_steps + 1 Steps; steps[-1].x are the samples
+
+Every request is validated here (not only in the UI), and raises RequestError with a readable message.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from . import checkpoints
+from .config import IMAGE_SHAPE, LIMITS, METHODS, NUM_CLASSES, Interval, SamplerConfig
+from .guidance import make_guidance
+from .sampling import SAMPLERS, NoiseSource, Step, final, sample
+from .schedule import karras_sigmas
+
+
+class RequestError(ValueError):
+    """A request outside the accepted ranges; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Models:
+    """Every network the demo uses, loaded once."""
+    net: nn.Module                   # main denoiser D(x, sigma, label)
+    weak_net: nn.Module              # autoguidance guide, same interface
+    classifier: nn.Module            # noisy classifier: logits(x, sigma)
+    eval_classifier: nn.Module       # clean classifier, metrics only
+    device: torch.device = field(default=torch.device("cpu"))
+
+    @classmethod
+    def load(cls, folder: Path = checkpoints.WEIGHTS_DIR, device: str | torch.device = "cpu") -> Models:
+        device = torch.device(device)
+        names = {"net": "denoiser", "weak_net": "weak_denoiser", "classifier": "classifier",
+                 "eval_classifier": "eval_classifier"}
+        return cls(**{key: checkpoints.load(name, folder, device) for key, name in names.items()}, device=device)
+
+    def guidance_models(self) -> dict[str, nn.Module]:
+        return {"weak_net": self.weak_net, "classifier": self.classifier}
+
+
+def _check_number(name: str, value, low: float, high: float, integer: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RequestError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise RequestError(f"{name} must be finite, got {value!r}")
+    if integer and int(value) != value:
+        raise RequestError(f"{name} must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise RequestError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One sampling run: class `label`, guidance `method` at weight w, `num_samples` samples from `seed`."""
+    label: int
+    method: str = "cfg"
+    weight: float = 3.0
+    num_samples: int = 8
+    seed: int = 0
+    sampler: SamplerConfig = SamplerConfig()
+    interval: Interval = Interval()
+
+    def __post_init__(self) -> None:
+        _check_number("class", self.label, 0, NUM_CLASSES - 1, integer=True)
+        if self.method not in METHODS:
+            raise RequestError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        _check_number("guidance weight w", self.weight, 0, LIMITS.max_weight)
+        _check_number("number of samples", self.num_samples, 1, LIMITS.max_samples, integer=True)
+        _check_number("seed", self.seed, 0, LIMITS.max_seed, integer=True)
+        _check_number("steps", self.sampler.num_steps, 1, LIMITS.max_steps, integer=True)
+        if self.sampler.sampler not in SAMPLERS:
+            raise RequestError(f"unknown sampler {self.sampler.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        lo, hi = self.interval.sigma_lo, self.interval.sigma_hi
+        _check_number("guidance interval low sigma", lo, 0, LIMITS.sigma_max)
+        if not (isinstance(hi, (int, float)) and not isinstance(hi, bool)) or math.isnan(hi) or hi < lo:
+            raise RequestError(f"guidance interval high sigma must be a number >= the low sigma ({lo:g}), got {hi!r}")
+        for f in ("label", "num_samples", "seed"):
+            object.__setattr__(self, f, int(getattr(self, f)))
+        object.__setattr__(self, "weight", float(self.weight))
+
+
+def generate(models: Models, request: Request, record: bool = True) -> Iterator[Step]:
+    """Yield the trajectory of one request; `record` adds p(c | x, sigma) from the noisy classifier per step."""
+    cfg = request.sampler
+    label = torch.full((request.num_samples,), request.label, dtype=torch.long, device=models.device)
+    guidance = make_guidance(request.method, request.weight, request.interval, **models.guidance_models())
+    sigmas = karras_sigmas(cfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
+    noise = NoiseSource(request.seed, request.num_samples, models.device)
+
+    def denoise(x: Tensor, sigma: float):
+        return guidance(models.net, x, sigma, label)
+
+    def probe(x: Tensor, sigma: float) -> Tensor:
+        return models.classifier(x, sigma).softmax(dim=1)[:, request.label]
+
+    with torch.no_grad():
+        yield from sample(denoise, sigmas, noise, IMAGE_SHAPE, cfg.sampler, cfg.clip_denoised,
+                          probe if record else None)
+
+
+def generate_final(models: Models, request: Request) -> Tensor:
+    """Only the final samples (B, 1, 28, 28) in [-1, 1]."""
+    return final(generate(models, request, record=False))
+
+
+@torch.no_grad()
+def classify(models: Models, images: Tensor, batch_size: int = 500) -> Tensor:
+    """Evaluation-classifier probabilities (N, NUM_CLASSES) of images in [-1, 1]."""
+    out = [models.eval_classifier(images[i:i + batch_size].to(models.device).clamp(-1, 1)).softmax(1)
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).cpu()
+

@@ -1,0 +1,163 @@
+"""Exact guidance math on a 2-D Gaussian mixture with analytic scores (no trained network involved)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from demo.config import NULL_LABEL, Interval
+from demo.guidance import GUIDANCE, make_guidance
+
+SIGMAS = [0.05, 0.3, 1.0, 4.0]
+WEIGHTS = [0.5, 1.0, 3.0, 7.5]
+
+
+def points(n: int = 64, scale: float = 3.0) -> torch.Tensor:
+    return scale * torch.randn(n, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def labels(n: int, c: int = 1) -> torch.Tensor:
+    return torch.full((n,), c, dtype=torch.long)
+
+
+def score(mixture, x, sigma, label):
+    """grad_x log p_sigma(x | label) by autograd of the analytic log-density."""
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(mixture.log_prob(x, sigma, label).sum(), x)
+    return grad
+
+
+@pytest.mark.parametrize("sigma", SIGMAS)
+def test_analytic_denoiser_is_tweedie(mixture, sigma):
+    x = points()
+    for label in (labels(len(x), 0), labels(len(x), 2), labels(len(x), NULL_LABEL)):
+        expected = x + sigma**2 * score(mixture, x, sigma, label)          # Tweedie: D = x + sigma^2 grad log p
+        torch.testing.assert_close(mixture(x, sigma, label), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("sigma", SIGMAS)
+def test_analytic_classifier_is_bayes_rule(mixture, mixture_classifier, sigma):
+    x = points()
+    logits = mixture_classifier(x, sigma)
+    for c in range(mixture.num_classes):
+        prior = mixture.weights[mixture.classes == c].sum().log()
+        expected = mixture.log_prob(x, sigma, c) + prior - mixture.log_prob(x, sigma, NULL_LABEL)
+        torch.testing.assert_close(logits[:, c], expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("weight", WEIGHTS)
+@pytest.mark.parametrize("sigma", SIGMAS)
+def test_cfg_is_score_of_tilted_density(mixture, sigma, weight):
+    """CFG at w samples the score of p(x|c)^(1+w) / p(x)^w (Ho & Salimans 2022, Eq. 6)."""
+    x, c = points(), labels(64)
+    guided = make_guidance("cfg", weight)(mixture, x, sigma, c).denoised
+    tilted = (1 + weight) * score(mixture, x, sigma, c) - weight * score(mixture, x, sigma, labels(64, NULL_LABEL))
+    torch.testing.assert_close(guided, x + sigma**2 * tilted, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("weight", WEIGHTS)
+@pytest.mark.parametrize("sigma", SIGMAS)
+def test_classifier_guidance_with_exact_classifier_equals_cfg(mixture, mixture_classifier, sigma, weight):
+    x, c = points(), labels(64, 2)
+    cg = make_guidance("classifier", weight, classifier=mixture_classifier)(mixture, x, sigma, c)
+    cfg = make_guidance("cfg", weight)(mixture, x, sigma, c)
+    torch.testing.assert_close(cg.denoised, cfg.denoised, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(cg.p_target, mixture_classifier(x, sigma).exp()[:, 2])
+
+
+@pytest.mark.parametrize("sigma", SIGMAS)
+def test_autoguidance_is_extrapolation_from_weak_model(mixture, sigma):
+    """Karras et al. 2024: D_weak + (1 + w)(D - D_weak)."""
+    weak, x, c, w = mixture.widened(0.7), points(), labels(64, 0), 2.0
+    guided = make_guidance("autoguidance", w, weak_net=weak)(mixture, x, sigma, c).denoised
+    expected = weak(x, sigma, c) + (1 + w) * (mixture(x, sigma, c) - weak(x, sigma, c))
+    torch.testing.assert_close(guided, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("sigma", SIGMAS)
+def test_gfcg_rule(mixture, mixture_classifier, sigma):
+    """c_ref = most probable other class, adaptive scale a = 1 - p(c|x); Delta = a (D(x|c) - D(x|c_ref))."""
+    x, c, w = points(), labels(64, 1), 2.0
+    guided = make_guidance("gfcg", w, classifier=mixture_classifier)(mixture, x, sigma, c)
+    p = mixture_classifier(x, sigma).exp()
+    p_other = p.clone()
+    p_other[:, 1] = -1
+    c_ref = p_other.argmax(1)
+    assert set(c_ref.tolist()) <= {0, 2} and len(set(c_ref.tolist())) == 2   # both references occur
+    a = (1 - p[:, 1])[:, None]
+    expected = mixture(x, sigma, c) + w * a * (mixture(x, sigma, c) - mixture(x, sigma, c_ref))
+    torch.testing.assert_close(guided.denoised, expected, rtol=1e-9, atol=1e-9)
+
+
+class CountingNet:
+    """Wraps a denoiser and counts evaluated samples (to check that neutral guidance costs nothing)."""
+
+    def __init__(self, net):
+        self.net, self.samples = net, 0
+
+    def __call__(self, x, sigma, label):
+        self.samples += len(x)
+        return self.net(x, sigma, label)
+
+
+@pytest.mark.parametrize("method", list(GUIDANCE))
+def test_zero_weight_and_empty_interval_are_unguided(mixture, mixture_classifier, method):
+    x, c, sigma = points(), labels(64), 0.7
+    extras = {"classifier": mixture_classifier, "weak_net": mixture.widened(0.5)}
+    reference = mixture(x, sigma, c)
+    for weight, interval in [(0.0, Interval()), (5.0, Interval(1.0, 2.0)), (5.0, Interval(0.0, 0.5))]:
+        net = CountingNet(mixture)
+        pred = make_guidance(method, weight, interval, **extras)(net, x, sigma, c)
+        assert torch.equal(pred.denoised, reference)
+        assert torch.count_nonzero(pred.delta) == 0
+        assert net.samples == len(x)                    # no extra evaluation when guidance is off
+
+
+def test_interval_bounds_are_half_open(mixture):
+    x, c = points(), labels(64)
+    guidance = make_guidance("cfg", 2.0, Interval(0.5, 1.0))
+    assert torch.count_nonzero(guidance(mixture, x, 1.0, c).delta) > 0          # sigma_hi included
+    assert torch.count_nonzero(guidance(mixture, x, 0.5, c).delta) == 0         # sigma_lo excluded
+
+
+def test_cfg_with_label_blind_model_is_unguided(mixture):
+    x, c = points(), labels(64)
+
+    def blind(x, sigma, label):
+        return mixture(x, sigma, torch.full_like(label, NULL_LABEL))
+
+    pred = make_guidance("cfg", 4.0)(blind, x, 1.0, c)
+    torch.testing.assert_close(pred.denoised, blind(x, 1.0, c), rtol=0, atol=1e-12)   # batching may round
+
+
+def test_cfg_batches_cond_and_null_in_one_pass(mixture):
+    calls = []
+
+    def net(x, sigma, label):
+        calls.append(label.clone())
+        return mixture(x, sigma, label)
+
+    make_guidance("cfg", 1.0)(net, points(8), 1.0, labels(8))
+    assert len(calls) == 1 and calls[0].tolist() == [1] * 8 + [NULL_LABEL] * 8
+
+
+def test_unguided_ignores_weight_and_missing_models_are_errors(mixture):
+    assert make_guidance("unguided", 7.0).weight == 0
+    with pytest.raises(ValueError, match="classifier"):
+        make_guidance("classifier", 1.0)
+    with pytest.raises(ValueError, match="weak_net"):
+        make_guidance("autoguidance", 1.0)
+
+
+def test_guidance_weight_convention_matches_other_code_bases(mixture):
+    """EDM2's `guidance` g = 1 + w: D = D_u.lerp(D_c, g); guided-diffusion's eps - s sigma grad log p, s = w."""
+    x, c, sigma, w = points(), labels(64), 0.8, 1.5
+    ours = make_guidance("cfg", w)(mixture, x, sigma, c).denoised
+    edm2 = mixture(x, sigma, labels(64, NULL_LABEL)).lerp(mixture(x, sigma, c), 1 + w)
+    torch.testing.assert_close(ours, edm2)
+    eps = (x - mixture(x, sigma, c)) / sigma
+    grad = score(mixture, x, sigma, c) - score(mixture, x, sigma, labels(64, NULL_LABEL))   # grad log p(c|x)
+    adm = x - sigma * (eps - w * sigma * grad)
+    torch.testing.assert_close(ours, adm)
+    assert math.isclose(float((ours - mixture(x, sigma, c)).norm()), float((adm - mixture(x, sigma, c)).norm()))
