@@ -32,6 +32,18 @@ class NoiseSource:
         return torch.stack([torch.randn(shape, generator=g) for g in self.generators]).to(self.device)
 
 
+class BatchNoise:
+    """One seeded generator for the whole batch: cheaper for thousands of 2-D points (toy model); the noise
+    of a sample depends on the batch size."""
+
+    def __init__(self, seed: int, num_samples: int, device: torch.device | str = "cpu", dtype=torch.float32):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.num_samples, self.device, self.dtype = num_samples, device, dtype
+
+    def randn(self, shape: tuple[int, ...]) -> Tensor:
+        return torch.randn((self.num_samples, *shape), generator=self.generator, dtype=self.dtype).to(self.device)
+
+
 @dataclass(frozen=True)
 class Step:
     """One state of a trajectory; step `index` of N, the last (index N, sigma 0) holds the final sample."""
@@ -43,12 +55,12 @@ class Step:
     p_target: Tensor | None      # p(c | x, sigma) from the noisy classifier, (B,), if a probe was given
 
 
-def ddim_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float, noise: NoiseSource) -> Tensor:
+def ddim_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float, noise: NoiseSource | BatchNoise) -> Tensor:
     """Euler step of dx/dsigma = (x - D) / sigma (Karras et al. 2022, Eq. 3 / Alg. 1 without the Heun term)."""
     return denoised + (sigma_next / sigma) * (x - denoised)
 
 
-def ancestral_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float, noise: NoiseSource) -> Tensor:
+def ancestral_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float, noise: NoiseSource | BatchNoise) -> Tensor:
     """Ancestral step: sigma_up^2 = sigma'^2 (sigma^2 - sigma'^2) / sigma^2, sigma_down^2 = sigma'^2 - sigma_up^2."""
     sigma_up = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5
     sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
@@ -59,7 +71,7 @@ def ancestral_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float,
 SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddim": ddim_step, "ancestral": ancestral_step}
 
 
-def sample(denoise: Callable[[Tensor, float], Prediction], sigmas: Tensor, noise: NoiseSource,
+def sample(denoise: Callable[[Tensor, float], Prediction], sigmas: Tensor, noise: NoiseSource | BatchNoise,
            shape: tuple[int, ...], sampler: str = "ddim", clip_denoised: bool = False,
            probe: Callable[[Tensor, float], Tensor] | None = None) -> Iterator[Step]:
     """Yield num_steps + 1 Steps from x = sigma_0 * n to the sample at sigma_N = 0.
