@@ -9,6 +9,7 @@ Every request is validated here (not only in the UI), and raises RequestError wi
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ class Models:
 
 
 def _check_number(name: str, value, low: float, high: float, integer: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise RequestError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value):
         raise RequestError(f"{name} must be finite, got {value!r}")
@@ -81,30 +82,42 @@ class Request:
             raise RequestError(f"unknown sampler {self.sampler.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         lo, hi = self.interval.sigma_lo, self.interval.sigma_hi
         _check_number("guidance interval low sigma", lo, 0, LIMITS.sigma_max)
-        if not (isinstance(hi, (int, float)) and not isinstance(hi, bool)) or math.isnan(hi) or hi < lo:
+        if isinstance(hi, bool) or not isinstance(hi, numbers.Real) or math.isnan(hi) or hi < lo:
             raise RequestError(f"guidance interval high sigma must be a number >= the low sigma ({lo:g}), got {hi!r}")
         for f in ("label", "num_samples", "seed"):
             object.__setattr__(self, f, int(getattr(self, f)))
         object.__setattr__(self, "weight", float(self.weight))
 
 
-def generate(models: Models, request: Request, record: bool = True) -> Iterator[Step]:
-    """Yield the trajectory of one request; `record` adds p(c | x, sigma) from the noisy classifier per step."""
-    cfg = request.sampler
-    label = torch.full((request.num_samples,), request.label, dtype=torch.long, device=models.device)
-    guidance = make_guidance(request.method, request.weight, request.interval, **models.guidance_models())
-    sigmas = karras_sigmas(cfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
-    noise = NoiseSource(request.seed, request.num_samples, models.device)
+def sample_labels(models: Models, method: str, weight: float, labels: Tensor, seed: int,
+                  sampler: SamplerConfig = SamplerConfig(), interval: Interval = Interval(),
+                  record: bool = True) -> Iterator[Step]:
+    """The trajectory of one guided run with a label per sample (B,); `record` adds p(label | x, sigma) per step.
 
+    Not validated: `generate` is the checked entry point; evaluation calls this for many classes at once.
+    """
+    labels = labels.to(models.device)
+    guidance = make_guidance(method, weight, interval, **models.guidance_models())
+    sigmas = karras_sigmas(sampler.num_steps, sampler.sigma_min, sampler.sigma_max, sampler.rho)
+    noise = NoiseSource(seed, len(labels), models.device)
+
+    @torch.no_grad()
     def denoise(x: Tensor, sigma: float):
-        return guidance(models.net, x, sigma, label)
+        return guidance(models.net, x, sigma, labels)
 
+    @torch.no_grad()
     def probe(x: Tensor, sigma: float) -> Tensor:
-        return models.classifier(x, sigma).softmax(dim=1)[:, request.label]
+        return models.classifier(x, sigma).softmax(dim=1).gather(1, labels[:, None])[:, 0]
 
-    with torch.no_grad():
-        yield from sample(denoise, sigmas, noise, IMAGE_SHAPE, cfg.sampler, cfg.clip_denoised,
-                          probe if record else None)
+    return sample(denoise, sigmas, noise, IMAGE_SHAPE, sampler.sampler, sampler.clip_denoised,
+                  probe if record else None)
+
+
+def generate(models: Models, request: Request, record: bool = True) -> Iterator[Step]:
+    """Yield the trajectory of one validated request (num_steps + 1 Steps)."""
+    labels = torch.full((request.num_samples,), request.label, dtype=torch.long)
+    return sample_labels(models, request.method, request.weight, labels, request.seed, request.sampler,
+                         request.interval, record)
 
 
 def generate_final(models: Models, request: Request) -> Tensor:
@@ -113,9 +126,16 @@ def generate_final(models: Models, request: Request) -> Tensor:
 
 
 @torch.no_grad()
-def classify(models: Models, images: Tensor, batch_size: int = 500) -> Tensor:
+def _batches(fn, images: Tensor, batch_size: int = 500) -> Tensor:
+    return torch.cat([fn(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).cpu()
+
+
+def classify(models: Models, images: Tensor) -> Tensor:
     """Evaluation-classifier probabilities (N, NUM_CLASSES) of images in [-1, 1]."""
-    out = [models.eval_classifier(images[i:i + batch_size].to(models.device).clamp(-1, 1)).softmax(1)
-           for i in range(0, len(images), batch_size)]
-    return torch.cat(out).cpu()
+    return _batches(lambda x: models.eval_classifier(x.to(models.device).clamp(-1, 1)).softmax(1), images)
+
+
+def features(models: Models, images: Tensor) -> Tensor:
+    """Evaluation-classifier penultimate features (N, feature_dim): the space of every sample metric."""
+    return _batches(lambda x: models.eval_classifier.features(x.to(models.device).clamp(-1, 1)), images)
 

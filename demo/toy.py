@@ -83,13 +83,28 @@ class MixtureClassifier:
         return self.mixture.logits(x, sigma)
 
 
+def _mixture(means, stds, classes, weights, correlation: float = 0.0) -> GaussianMixture:
+    means = torch.tensor(means, dtype=torch.float64)
+    covs = torch.stack([torch.tensor([[sx**2, correlation * sx * sy], [correlation * sx * sy, sy**2]],
+                                     dtype=torch.float64) for sx, sy in stds])
+    weights = torch.tensor(weights, dtype=torch.float64)
+    classes = torch.tensor(classes)
+    return GaussianMixture(weights / weights.sum(), means, covs, classes, int(classes.max()) + 1)
+
+
 def three_class_mixture(separation: float = 2.0, std: float = 0.5) -> GaussianMixture:
-    """Three classes on a circle, one anisotropic component each plus a shared-looking second component."""
+    """Three classes on a circle; each has a main component and a smaller one nearer the centre."""
     angles = torch.tensor([90.0, 210.0, 330.0], dtype=torch.float64).deg2rad()
     centres = separation * torch.stack([angles.cos(), angles.sin()], 1)
-    means = torch.cat([centres, 0.35 * centres])                                # (6, 2)
-    covs = torch.stack([torch.tensor([[std**2, 0.1 * std**2], [0.1 * std**2, 0.5 * std**2]],
-                                     dtype=torch.float64)] * 6)
-    weights = torch.tensor([0.2, 0.2, 0.2, 0.4 / 3, 0.4 / 3, 0.4 / 3], dtype=torch.float64)
-    classes = torch.tensor([0, 1, 2, 0, 1, 2])
-    return GaussianMixture(weights, means, covs, classes, num_classes=3)
+    means = torch.cat([centres, 0.35 * centres]).tolist()
+    return _mixture(means, [(std, std * 0.7)] * 6, [0, 1, 2, 0, 1, 2], [3, 3, 3, 2, 2, 2], correlation=0.14)
+
+
+PRESETS = {
+    "three classes, well separated": lambda: three_class_mixture(2.5, 0.45),
+    "three classes, overlapping": lambda: three_class_mixture(1.2, 0.6),
+    "four classes, elongated": lambda: _mixture(
+        [[-1.5, 1.0], [1.5, 1.0], [-1.5, -1.0], [1.5, -1.0], [0.0, 0.0]],
+        [(0.8, 0.3), (0.8, 0.3), (0.3, 0.8), (0.3, 0.8), (0.4, 0.4)],
+        [0, 1, 2, 3, 0], [2, 2, 2, 2, 1], correlation=0.3),
+}

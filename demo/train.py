@@ -116,6 +116,7 @@ def run(name: str, device: torch.device, out: Path) -> None:
         state = torch.load(state_path, map_location=device, weights_only=True)
         net.load_state_dict(state["net"]), ema.load_state_dict(state["ema"]), opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])        # dropout
         start = state["iteration"]
     y_all, label_all = load_mnist("train")
     beta = 0.5 ** (1 / cfg.ema_halflife)
@@ -137,7 +138,8 @@ def run(name: str, device: torch.device, out: Path) -> None:
         if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
             state_path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "gen": gen.get_state(), "iteration": it + 1}, state_path)
+                        "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "iteration": it + 1},
+                       state_path)
     info = {"about": job.about, "train": dataclasses.asdict(cfg), "device": str(device),
             "train_seconds_last_session": round(time.perf_counter() - t0, 1),
             "num_parameters": sum(p.numel() for p in ema.parameters())}

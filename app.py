@@ -1,0 +1,194 @@
+"""Guidance Lab: compare guidance methods side by side, same seed. Layout and wiring only; logic is in demo/.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--device cpu|cuda]     (env: GUIDANCE_LAB_HOST / _PORT)
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse  # noqa: E402
+from dataclasses import replace  # noqa: E402
+import random  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+from demo import explorer as ex  # noqa: E402
+from demo.config import CLASS_NAMES, LIMITS, METHODS, PRESETS  # noqa: E402
+from demo.pipeline import Models, Request, RequestError  # noqa: E402
+from demo.text import CONVENTION, EXPLANATION, INTRO  # noqa: E402
+
+try:                                    # Hugging Face ZeroGPU; a no-op decorator everywhere else
+    import spaces
+    gpu = spaces.GPU
+except ImportError:
+    def gpu(fn):
+        return fn
+
+OUT_DIR = Path(tempfile.gettempdir()) / "guidance_lab"
+EXPLORER: ex.Explorer | None = None
+
+
+def _explorer() -> ex.Explorer:
+    if EXPLORER is None:
+        raise gr.Error("The models are not loaded yet.")
+    return EXPLORER
+
+
+def _request(*values) -> Request:
+    try:
+        return ex.parse_request(*values)
+    except RequestError as error:
+        raise gr.Error(str(error)) from None
+
+
+# ---- handlers: widget values in, displayable values out -------------------------------------------------
+
+@gpu
+def on_compare(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi,
+               progress=gr.Progress()):
+    """Sample every method with the same seed; galleries fill in as each method finishes."""
+    base = _request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
+    galleries: list = [None] * len(METHODS)
+    runs = {}
+    progress(0, desc="sampling")
+    for i, (method, run) in enumerate(_explorer().compare(base)):
+        runs[method] = run
+        galleries[i] = ex.gallery(run)
+        progress((i + 1, len(METHODS)), desc=f"{PRESETS[method].title} done")
+        yield *galleries, ex.summary(runs), None, None
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUT_DIR / f"guidance_lab_class{base.label}_w{base.weight:g}_seed{base.seed}.png"
+    ex.comparison_grid(runs, base).save(path)
+    yield *galleries, ex.summary(runs), str(path), base
+
+
+def on_trajectory(base, index):
+    """Filmstrip, GIF and per-step plots of one sample; reads the cache, recomputes nothing."""
+    if base is None:
+        raise gr.Error("Generate a comparison first.")
+    runs = {m: _explorer().cached(replace(base, method=m)) for m in METHODS}
+    if any(run is None for run in runs.values()):
+        raise gr.Error("That comparison is no longer cached: press Generate again.")
+    index = min(max(int(index), 0), base.num_samples - 1)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    gif = OUT_DIR / f"trajectory_{abs(hash((base, index)))}.gif"
+    gif.write_bytes(ex.animation(runs, index))
+    p_plot, norm_plot = ex.step_plots(runs, index)
+    return ex.filmstrip(runs, index), str(gif), p_plot, norm_plot
+
+
+@gpu
+def on_sweep(label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi, progress=gr.Progress()):
+    base = _request(label, 0.0, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
+    results = []
+    total = (len(METHODS) - 1) * len(ex.SWEEP_WEIGHTS)
+    for method, weight, run in progress.tqdm(_explorer().sweep(base), total=total, desc="w sweep"):
+        results.append((method, weight, run))
+    return ex.sweep_figures(_explorer().models, results)
+
+
+def on_trajectory_slider(num_samples):
+    return gr.Slider(maximum=max(0, int(num_samples) - 1), value=0)
+
+
+# ---- layout ---------------------------------------------------------------------------------------------
+
+def build() -> gr.Blocks:
+    with gr.Blocks(title="Guidance Lab") as blocks:
+        gr.Markdown(INTRO)
+        with gr.Tab("Compare"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=280):
+                    label = gr.Dropdown([(name, k) for k, name in enumerate(CLASS_NAMES)], value=3,
+                                        label="Class")
+                    weight = gr.Slider(0, LIMITS.max_weight, value=PRESETS["cfg"].default_weight, step=0.1,
+                                       label="Guidance weight w", info="0 = unguided conditional sampling")
+                    num_steps = gr.Slider(1, LIMITS.max_steps, value=32, step=1, label="Steps")
+                    sampler = gr.Radio([("DDIM (deterministic)", "ddim"), ("Ancestral (stochastic)", "ancestral")],
+                                       value="ddim", label="Sampler")
+                    num_samples = gr.Slider(1, LIMITS.max_samples, value=8, step=1, label="Samples per method")
+                    with gr.Row():
+                        seed = gr.Number(value=0, precision=0, minimum=0, maximum=LIMITS.max_seed, label="Seed")
+                        dice = gr.Button("🎲 Random seed", size="sm")
+                    with gr.Accordion("Advanced: guidance interval", open=False):
+                        gr.Markdown("Guide only while σ_lo < σ ≤ σ_hi (Kynkäänniemi et al. 2024). "
+                                    "Noise runs from σ = 80 down to 0.002.")
+                        sigma_lo = gr.Number(value=0.0, label="σ_lo")
+                        sigma_hi = gr.Number(value=80.0, label="σ_hi")
+                    with gr.Row():
+                        generate = gr.Button("Generate", variant="primary")
+                        stop = gr.Button("Stop", variant="stop")
+                    gr.Markdown(CONVENTION)
+                with gr.Column(scale=4):
+                    with gr.Row(equal_height=True):
+                        galleries = [gr.Gallery(label=PRESETS[m].title, columns=2, height=420, format="png",
+                                                object_fit="contain", elem_id=f"gallery-{m}", min_width=150)
+                                     for m in METHODS]
+                    summary = gr.Markdown(elem_id="summary")
+                    download = gr.File(label="Download the comparison grid (PNG)", interactive=False)
+            base_state = gr.State(None)
+            with gr.Accordion("Per-step trajectories", open=True):
+                with gr.Row():
+                    index = gr.Slider(0, 7, value=0, step=1, label="Sample to follow")
+                with gr.Row():
+                    strip = gr.Image(label="x_t and x0 estimate at 10 steps", format="png", type="pil")
+                    gif = gr.Image(label="Denoising (animated)", type="filepath")
+                with gr.Row():
+                    p_plot = gr.Plot(label="p(target | x_t)")
+                    norm_plot = gr.Plot(label="guidance norm")
+        with gr.Tab("w sweep"):
+            gr.Markdown("Samples at w ∈ {" + ", ".join(f"{w:g}" for w in ex.SWEEP_WEIGHTS) + "} for every "
+                        "guided method, with the class, seed and settings of the Compare tab, and the trade-off "
+                        "between class accuracy and diversity (both measured with the separate evaluation "
+                        "classifier).")
+            sweep_button = gr.Button("Run the sweep", variant="primary")
+            sweep_grid = gr.Image(label="Samples per method and w", format="png", type="pil")
+            sweep_plot = gr.Plot(label="Accuracy vs diversity")
+        with gr.Tab("How it works"):
+            gr.Markdown(EXPLANATION, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
+                                                       {"left": "$", "right": "$", "display": False}])
+
+        settings = [label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi]
+        compare_event = gr.on([generate.click, weight.release], on_compare, settings,
+                              [*galleries, summary, download, base_state], concurrency_limit=1,
+                              api_name="compare")
+        compare_event.success(on_trajectory_slider, num_samples, index, api_visibility="private").then(
+            on_trajectory, [base_state, index], [strip, gif, p_plot, norm_plot], api_name="trajectory")
+        index.release(on_trajectory, [base_state, index], [strip, gif, p_plot, norm_plot],
+                      api_visibility="private")
+        stop.click(None, cancels=[compare_event])
+        dice.click(lambda: random.randint(0, LIMITS.max_seed), None, seed, api_visibility="private")
+        sweep_button.click(on_sweep, [label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi],
+                           [sweep_grid, sweep_plot], concurrency_limit=1, api_name="sweep")
+    return blocks
+
+
+def main() -> None:
+    global EXPLORER
+    parser = argparse.ArgumentParser(description="Guidance Lab")
+    parser.add_argument("--host", default=os.environ.get("GUIDANCE_LAB_HOST", "127.0.0.1"),
+                        help="bind address; 0.0.0.0 to serve a classroom LAN")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GUIDANCE_LAB_PORT", "7860")))
+    parser.add_argument("--device", default=os.environ.get("GUIDANCE_LAB_DEVICE", "cpu"))
+    args = parser.parse_args()
+    try:
+        EXPLORER = ex.Explorer(Models.load(device=args.device))
+    except Exception as error:  # a clear start-up message, not a traceback
+        raise SystemExit(f"Guidance Lab cannot start: {error}") from None
+    build().queue(max_size=32, default_concurrency_limit=1).launch(
+        server_name=args.host, server_port=args.port, show_error=False, theme=gr.themes.Soft(),
+        css=CSS, footer_links=["gradio"])
+
+
+CSS = """
+#summary table { font-size: 0.9em; }
+.gallery img { image-rendering: pixelated; }
+"""
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Pure tensor -> picture helpers (PIL and matplotlib). Nothing here samples or knows about Gradio.
+
+Digits are 28x28: they are always upscaled with nearest-neighbour (crisp pixels) and saved as PNG/GIF.
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+SCALE = 4                    # 28 px -> 112 px
+BACKGROUND = (255, 255, 255)
+INK = (40, 40, 48)
+METHOD_COLOURS = {"unguided": "#6b7280", "classifier": "#d97706", "cfg": "#2563eb", "gfcg": "#059669",
+                  "autoguidance": "#db2777"}
+
+
+def to_uint8(images: Tensor) -> np.ndarray:
+    """(B, 1, H, W) or (B, H, W) in [-1, 1] -> (B, H, W) uint8, white digits on black as in MNIST."""
+    images = images.detach().float().cpu().reshape(-1, *images.shape[-2:])
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
+def noisy_to_uint8(x: Tensor, sigma: float) -> np.ndarray:
+    """A noisy state x = y + sigma n shown at unit scale: x / sqrt(1 + sigma^2)."""
+    return to_uint8(x / math.sqrt(1 + sigma**2))
+
+
+def digit(pixels: np.ndarray, scale: int = SCALE) -> Image.Image:
+    """One (H, W) uint8 digit, upscaled with nearest-neighbour."""
+    image = Image.fromarray(pixels, mode="L")
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+
+
+def font(size: int = 14) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", size)
+    except OSError:
+        return ImageFont.load_default(size=size)
+
+
+def grid(rows: Sequence[np.ndarray], row_labels: Sequence[str], col_labels: Sequence[str] = (),
+         scale: int = 2, gap: int = 2, label_width: int = 150, title: str = "") -> Image.Image:
+    """Rows of (N, H, W) uint8 digits as one labelled RGB picture (the downloadable comparison grid)."""
+    h, w = rows[0].shape[-2:]
+    cell_h, cell_w = h * scale + gap, w * scale + gap
+    cols = max(len(r) for r in rows)
+    title_h = 24 if title else 0
+    top = title_h + (20 if col_labels else 0)
+    canvas = Image.new("RGB", (label_width + cols * cell_w + gap, top + len(rows) * cell_h + gap), BACKGROUND)
+    draw, text_font = ImageDraw.Draw(canvas), font(13)
+    if title:
+        draw.text((6, title_h // 2), title, fill=INK, font=font(15), anchor="lm")
+    for j, text in enumerate(col_labels):
+        draw.text((label_width + j * cell_w + cell_w // 2, (title_h + top) // 2), text, fill=INK, font=text_font,
+                  anchor="mm")
+    for i, (row, text) in enumerate(zip(rows, row_labels)):
+        y = top + i * cell_h + gap
+        draw.text((6, y + cell_h // 2), text, fill=INK, font=text_font, anchor="lm")
+        for j, pixels in enumerate(row):
+            canvas.paste(digit(pixels, scale).convert("RGB"), (label_width + j * cell_w + gap, y))
+    return canvas
+
+
+def animation(frames: Sequence[Image.Image], duration_ms: int = 90, hold_last_ms: int = 1200) -> bytes:
+    """An endlessly looping GIF of the frames, holding the final one."""
+    buffer = io.BytesIO()
+    durations = [duration_ms] * (len(frames) - 1) + [hold_last_ms]
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=list(frames[1:]), duration=durations,
+                   loop=0, optimize=False)
+    return buffer.getvalue()
+
+
+def step_curves(series: dict[str, np.ndarray], steps: np.ndarray, ylabel: str, title: str,
+                log: bool = False, ylim: tuple[float, float] | None = None) -> plt.Figure:
+    """One line per method of a per-step quantity (p(target | x_t) or the guidance norm)."""
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100, layout="constrained")
+    for method, values in series.items():
+        ax.plot(steps[: len(values)], values, label=method, color=METHOD_COLOURS.get(method), lw=2)
+    ax.set_xlabel("sampling step (noise decreases →)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    if log:
+        ax.set_yscale("symlog", linthresh=1e-2)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncols=3)
+    return fig
+
+
+def tradeoff(points: dict[str, list[tuple[float, float, float]]], xlabel: str, ylabel: str,
+             title: str) -> plt.Figure:
+    """Per-method curves of (x, y) points annotated with their guidance weight w: (w, x, y) triples."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100, layout="constrained")
+    for method, triples in points.items():
+        ws, xs, ys = zip(*triples)
+        ax.plot(xs, ys, "o-", label=method, color=METHOD_COLOURS.get(method), lw=2)
+        for w, x, y in triples:
+            ax.annotate(f"{w:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def toy_panels(panels: dict[str, dict], extent: float, title: str) -> plt.Figure:
+    """One panel per method: tilted-density filled contours, p(x|c) contour lines, trajectories, samples and,
+    optionally, the guidance vector field. Each panel dict has xx, yy, cond, tilted, paths (N+1, B, 2), field."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.7), dpi=100, layout="constrained",
+                             sharex=True, sharey=True)
+    for ax, (method, panel) in zip(np.atleast_1d(axes), panels.items()):
+        ax.contourf(panel["xx"], panel["yy"], panel["tilted"], levels=12, cmap="Blues", alpha=0.85)
+        ax.contour(panel["xx"], panel["yy"], panel["cond"], levels=6, colors="0.35", linewidths=0.7,
+                   linestyles="dashed")
+        paths = panel["paths"]
+        for k in range(min(12, paths.shape[1])):
+            ax.plot(paths[:, k, 0].clip(-extent, extent), paths[:, k, 1].clip(-extent, extent), lw=0.6,
+                    color="0.25", alpha=0.6)
+        ax.scatter(paths[-1, :, 0], paths[-1, :, 1], s=3, color=METHOD_COLOURS.get(method, "k"), alpha=0.6)
+        if panel.get("field") is not None:
+            fx, fy, u, v = panel["field"]
+            ax.quiver(fx, fy, u, v, color="#b91c1c", angles="xy", scale_units="xy", scale=None, width=0.004)
+        ax.set_xlim(-extent, extent)
+        ax.set_ylim(-extent, extent)
+        ax.set_aspect("equal")
+        ax.set_title(method, fontsize=10, color=METHOD_COLOURS.get(method, "k"))
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig

