@@ -18,9 +18,11 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from demo import explorer as ex  # noqa: E402
+from demo import toy_lab  # noqa: E402
 from demo.config import CLASS_NAMES, LIMITS, METHODS, PRESETS  # noqa: E402
 from demo.pipeline import Models, Request, RequestError  # noqa: E402
-from demo.text import CONVENTION, EXPLANATION, INTRO  # noqa: E402
+from demo.text import CONVENTION, EXPLANATION, INTRO, TOY_INTRO  # noqa: E402
+from demo.toy import PRESETS as TOY_PRESETS  # noqa: E402
 
 try:                                    # Hugging Face ZeroGPU; a no-op decorator everywhere else
     import spaces
@@ -62,7 +64,7 @@ def on_compare(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, s
         progress((i + 1, len(METHODS)), desc=f"{PRESETS[method].title} done")
         yield *galleries, ex.summary(runs), None, None
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = OUT_DIR / f"guidance_lab_class{base.label}_w{base.weight:g}_seed{base.seed}.png"
+    path = OUT_DIR / f"guidance_lab_class{base.label}_w{base.weight:g}_seed{base.seed}_{abs(hash(base)):x}.png"
     ex.comparison_grid(runs, base).save(path)
     yield *galleries, ex.summary(runs), str(path), base
 
@@ -90,6 +92,18 @@ def on_sweep(label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi, p
     for method, weight, run in progress.tqdm(_explorer().sweep(base), total=total, desc="w sweep"):
         results.append((method, weight, run))
     return ex.sweep_figures(_explorer().models, results)
+
+
+def on_toy(preset, label, weight, num_steps, num_samples, seed, show_field, field_step):
+    """The exact 2-D lab: sample every method on the analytic mixture and draw it."""
+    try:
+        args = toy_lab.parse_toy(preset, label, weight, num_steps, num_samples, seed)
+    except RequestError as error:
+        raise gr.Error(str(error)) from None
+    result = toy_lab.run_toy(*args)
+    step = min(int(field_step), args[3] - 1) if show_field else None
+    table = toy_lab.moments_table(result)
+    return toy_lab.figure(result, step), f"{table}\n\nSampling all five methods took {result.seconds:.2f} s."
 
 
 def on_trajectory_slider(num_samples):
@@ -149,6 +163,22 @@ def build() -> gr.Blocks:
             sweep_button = gr.Button("Run the sweep", variant="primary")
             sweep_grid = gr.Image(label="Samples per method and w", format="png", type="pil")
             sweep_plot = gr.Plot(label="Accuracy vs diversity")
+        with gr.Tab("2-D exact lab"):
+            gr.Markdown(TOY_INTRO)
+            with gr.Row():
+                with gr.Column(scale=1, min_width=260):
+                    toy_preset = gr.Dropdown(list(TOY_PRESETS), value=list(TOY_PRESETS)[1], label="Mixture")
+                    toy_label = gr.Radio([0, 1, 2, 3], value=0, label="Class")
+                    toy_weight = gr.Slider(0, LIMITS.max_weight, value=3.0, step=0.1, label="Guidance weight w")
+                    toy_steps = gr.Slider(1, 1000, value=100, step=1, label="Steps")
+                    toy_samples = gr.Slider(10, toy_lab.MAX_TOY_SAMPLES, value=500, step=10, label="Points")
+                    toy_seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                    toy_field = gr.Checkbox(value=False, label="Show the guidance vector field w·Δ")
+                    toy_field_step = gr.Slider(0, 999, value=70, step=1, label="… at step (noise decreases →)")
+                    toy_button = gr.Button("Sample", variant="primary")
+                with gr.Column(scale=4):
+                    toy_plot = gr.Plot(label="Samples, trajectories and densities")
+                    toy_table = gr.Markdown()
         with gr.Tab("How it works"):
             gr.Markdown(EXPLANATION, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
                                                        {"left": "$", "right": "$", "display": False}])
@@ -163,6 +193,9 @@ def build() -> gr.Blocks:
                       api_visibility="private")
         stop.click(None, cancels=[compare_event])
         dice.click(lambda: random.randint(0, LIMITS.max_seed), None, seed, api_visibility="private")
+        toy_inputs = [toy_preset, toy_label, toy_weight, toy_steps, toy_samples, toy_seed, toy_field, toy_field_step]
+        gr.on([toy_button.click, toy_weight.release, toy_preset.change, toy_label.change, toy_field.change,
+               toy_field_step.release], on_toy, toy_inputs, [toy_plot, toy_table], api_name="toy")
         sweep_button.click(on_sweep, [label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi],
                            [sweep_grid, sweep_plot], concurrency_limit=1, api_name="sweep")
     return blocks

@@ -18,7 +18,7 @@ from . import render
 from .config import CLASS_NAMES, LIMITS, METHODS, PRESETS, Interval, SamplerConfig
 from .guidance import NFE_PER_STEP
 from .metrics import mean_pairwise_distance
-from .pipeline import Models, Request, RequestError, classify, features, generate
+from .pipeline import Models, Request, RequestError, classify, features, generate, parse_float, parse_int
 from .schedule import karras_sigmas
 
 NUM_FRAMES = 41            # trajectory states kept per run (evenly spaced, first and last included)
@@ -26,41 +26,18 @@ FILMSTRIP_COLUMNS = 10
 SWEEP_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
-def _whole(name: str, value, low: int, high: int) -> int:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise RequestError(f"{name} must be a whole number, got {value!r}") from None
-    if not math.isfinite(number) or number != int(number):
-        raise RequestError(f"{name} must be a whole number, got {value!r}")
-    if not low <= number <= high:
-        raise RequestError(f"{name} must be between {low} and {high}, got {int(number)}")
-    return int(number)
-
-
-def _real(name: str, value, default: float | None = None) -> float:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if default is None:
-            raise RequestError(f"{name} is required")
-        return default
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise RequestError(f"{name} must be a number, got {value!r}") from None
-
-
 def parse_request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo=None, sigma_hi=None,
                   method: str = "unguided") -> Request:
     """Widget (or API) values -> a validated Request; every problem is a RequestError with a clear message."""
     if isinstance(label, str) and label in CLASS_NAMES:
         label = CLASS_NAMES.index(label)
-    label = _whole("class", label, 0, len(CLASS_NAMES) - 1)
-    num_steps = _whole("steps", num_steps, 1, LIMITS.max_steps)
-    num_samples = _whole("number of samples", num_samples, 1, LIMITS.max_samples)
-    seed = _whole("seed", seed, 0, LIMITS.max_seed)
-    interval = Interval(_real("guidance interval low sigma", sigma_lo, 0.0),
-                        _real("guidance interval high sigma", sigma_hi, math.inf))
-    return Request(label=label, method=method, weight=_real("guidance weight w", weight), num_samples=num_samples,
+    label = parse_int("class", label, 0, len(CLASS_NAMES) - 1)
+    num_steps = parse_int("steps", num_steps, 1, LIMITS.max_steps)
+    num_samples = parse_int("number of samples", num_samples, 1, LIMITS.max_samples)
+    seed = parse_int("seed", seed, 0, LIMITS.max_seed)
+    interval = Interval(parse_float("guidance interval low sigma", sigma_lo, 0.0),
+                        parse_float("guidance interval high sigma", sigma_hi, math.inf))
+    return Request(label=label, method=method, weight=parse_float("guidance weight w", weight), num_samples=num_samples,
                    seed=seed, sampler=SamplerConfig(num_steps=num_steps, sampler=str(sampler)), interval=interval)
 
 

@@ -59,6 +59,31 @@ def _check_number(name: str, value, low: float, high: float, integer: bool = Fal
         raise RequestError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
 
 
+def parse_int(name: str, value, low: int, high: int) -> int:
+    """A widget or API value that must be a whole number in [low, high]."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"{name} must be a whole number, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise RequestError(f"{name} must be a whole number, got {value!r}")
+    if not low <= number <= high:
+        raise RequestError(f"{name} must be between {low} and {high}, got {int(number)}")
+    return int(number)
+
+
+def parse_float(name: str, value, default: float | None = None) -> float:
+    """A widget or API value that must be a number; empty means `default` (required if None)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if default is None:
+            raise RequestError(f"{name} is required")
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"{name} must be a number, got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class Request:
     """One sampling run: class `label`, guidance `method` at weight w, `num_samples` samples from `seed`."""

@@ -17,6 +17,14 @@ CONVENTION = r"""**One convention for every method:** guided $D_w = D(x;\sigma,c
 
 EDM2's / diffusers' guidance scale is $1 + w$."""
 
+TOY_INTRO = r"""Everything here is **exact**: a 2-D mixture of Gaussians, noised with the same process as the digits
+($x = y + \sigma n$), has closed-form $p_\sigma(x\mid c)$, $p_\sigma(x)$ and $p_\sigma(c\mid x)$, so the denoisers, the
+classifier and its gradient are analytic; autoguidance's weak model is the same mixture with wider components.
+Blue: the *tilted* density $q_w(x) \propto p(x\mid c)\,p(c\mid x)^w$ that guidance aims for; dashed: $p(x\mid c)$.
+With the exact classifier, classifier guidance **equals** classifier-free guidance. The table compares sample
+moments with those of $q_w$: at large w, CFG's points do **not** follow $q_w$ (guidance tilts every noise level,
+which is not the same as tilting the data density)."""
+
 EXPLANATION = r"""
 ## What guidance does
 A diffusion model turns noise into an image by repeatedly asking a *denoiser* $D(x;\sigma,c)$ for its best guess

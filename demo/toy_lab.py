@@ -5,6 +5,7 @@ D(x; sigma, c) and p(c | x, sigma) of the mixture, and a widened mixture as the 
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from .sampling import BatchNoise, sample
 from .schedule import karras_sigmas
 from .toy import PRESETS, GaussianMixture, MixtureClassifier
 
-SIGMA_MIN, SIGMA_MAX = 0.002, 10.0        # data scale ~ 3, so sigma = 10 is already pure noise
+SIGMA_MIN, SIGMA_MAX = 0.002, 80.0        # the image model's noise levels (a smaller sigma_max biases samples)
 WEAK_EXTRA_STD = 0.6                      # autoguidance's weak model: every covariance + 0.6^2 I
 EXTENT = 4.5                              # plots and density grids cover [-EXTENT, EXTENT]^2
 
@@ -32,6 +33,23 @@ class ToyResult:
     seconds: float
 
 
+MAX_TOY_SAMPLES = 5000
+
+
+def parse_toy(preset, label, weight, num_steps, num_samples, seed) -> tuple:
+    """Widget values -> validated run_toy arguments (RequestError with a clear message otherwise)."""
+    from .pipeline import RequestError, parse_float, parse_int
+    if preset not in PRESETS:
+        raise RequestError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    label = parse_int("class", label, 0, PRESETS[preset]().num_classes - 1)
+    weight = parse_float("guidance weight w", weight)
+    if not 0 <= weight <= 20:
+        raise RequestError(f"guidance weight w must be between 0 and 20, got {weight:g}")
+    return (preset, label, weight, parse_int("steps", num_steps, 1, 1000),
+            parse_int("number of points", num_samples, 1, MAX_TOY_SAMPLES), parse_int("seed", seed, 0, 2**31 - 1))
+
+
+@functools.lru_cache(maxsize=8)
 def run_toy(preset: str, label: int, weight: float, num_steps: int = 100, num_samples: int = 500, seed: int = 0,
             sampler: str = "ddim", interval: Interval = Interval()) -> ToyResult:
     """Every method from the same noise; returns full trajectories."""
@@ -115,7 +133,8 @@ def figure(result: ToyResult, field_step: int | None = None):
     """The toy tab's picture: one panel per method (see render.toy_panels)."""
     from . import render
     xx, yy, cond, tilted = density_grid(result.mixture, result.label, result.weight)
-    panels = {m: {"xx": xx, "yy": yy, "cond": cond, "tilted": tilted, "paths": path,
+    visible = result.sigmas <= EXTENT                     # earlier states lie far outside the plot
+    panels = {m: {"xx": xx, "yy": yy, "cond": cond, "tilted": tilted, "paths": path[visible],
                   "field": None if field_step is None or m == "unguided" else guidance_field(result, m, field_step)}
               for m, path in result.paths.items()}
     sigma = "" if field_step is None else f"; arrows: w·Δ at σ = {result.sigmas[field_step]:.3g}"
