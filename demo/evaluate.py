@@ -16,7 +16,7 @@ DOCUMENTED_CG_WEIGHT = 3.0
 
 def sample_all_classes(models: Models, method: str, weight: float, per_class: int, seed: int = 0,
                        sampler: SamplerConfig = SamplerConfig(), interval: Interval = Interval(),
-                       batch_size: int = 500) -> tuple[Tensor, Tensor]:
+                       batch_size: int = 250) -> tuple[Tensor, Tensor]:
     """per_class samples of every class: images (N, 1, 28, 28) and their target labels (N,)."""
     labels = torch.arange(NUM_CLASSES).repeat_interleave(per_class)
     images = [final(sample_labels(models, method, weight, labels[i:i + batch_size], seed + i, sampler, interval,
