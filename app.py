@@ -31,6 +31,7 @@ except ImportError:
     def gpu(fn):
         return fn
 
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 OUT_DIR = Path(tempfile.gettempdir()) / "guidance_lab"
 EXPLORER: ex.Explorer | None = None
 
@@ -113,7 +114,7 @@ def on_trajectory_slider(num_samples):
 # ---- layout ---------------------------------------------------------------------------------------------
 
 def build() -> gr.Blocks:
-    with gr.Blocks(title="Guidance Lab") as blocks:
+    with gr.Blocks(title="Guidance Lab", fill_width=True) as blocks:
         gr.Markdown(INTRO)
         with gr.Tab("Compare"):
             with gr.Row():
@@ -128,7 +129,7 @@ def build() -> gr.Blocks:
                     num_samples = gr.Slider(1, LIMITS.max_samples, value=8, step=1, label="Samples per method")
                     with gr.Row():
                         seed = gr.Number(value=0, precision=0, minimum=0, maximum=LIMITS.max_seed, label="Seed")
-                        dice = gr.Button("🎲 Random seed", size="sm")
+                        dice = gr.Button("Random seed", size="sm")
                     with gr.Accordion("Advanced: guidance interval", open=False):
                         gr.Markdown("Guide only while σ_lo < σ ≤ σ_hi (Kynkäänniemi et al. 2024). "
                                     "Noise runs from σ = 80 down to 0.002.")
@@ -137,7 +138,7 @@ def build() -> gr.Blocks:
                     with gr.Row():
                         generate = gr.Button("Generate", variant="primary")
                         stop = gr.Button("Stop", variant="stop")
-                    gr.Markdown(CONVENTION)
+                    gr.Markdown(CONVENTION, latex_delimiters=LATEX)
                 with gr.Column(scale=4):
                     with gr.Row(equal_height=True):
                         galleries = [gr.Gallery(label=PRESETS[m].title, columns=2, height=420, format="png",
@@ -150,7 +151,8 @@ def build() -> gr.Blocks:
                 with gr.Row():
                     index = gr.Slider(0, 7, value=0, step=1, label="Sample to follow")
                 with gr.Row():
-                    strip = gr.Image(label="x_t and x0 estimate at 10 steps", format="png", type="pil")
+                    strip = gr.Image(label="x_t and x0 estimate at 10 steps", format="png", type="pil",
+                                     elem_id="filmstrip")
                     gif = gr.Image(label="Denoising (animated)", type="filepath")
                 with gr.Row():
                     p_plot = gr.Plot(label="p(target | x_t)")
@@ -164,7 +166,7 @@ def build() -> gr.Blocks:
             sweep_grid = gr.Image(label="Samples per method and w", format="png", type="pil")
             sweep_plot = gr.Plot(label="Accuracy vs diversity")
         with gr.Tab("2-D exact lab"):
-            gr.Markdown(TOY_INTRO)
+            gr.Markdown(TOY_INTRO, latex_delimiters=LATEX)
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
                     toy_preset = gr.Dropdown(list(TOY_PRESETS), value=list(TOY_PRESETS)[1], label="Mixture")
@@ -180,8 +182,7 @@ def build() -> gr.Blocks:
                     toy_plot = gr.Plot(label="Samples, trajectories and densities")
                     toy_table = gr.Markdown()
         with gr.Tab("How it works"):
-            gr.Markdown(EXPLANATION, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
-                                                       {"left": "$", "right": "$", "display": False}])
+            gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
 
         settings = [label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi]
         compare_event = gr.on([generate.click, weight.release], on_compare, settings,

@@ -65,10 +65,10 @@ class GuidancePreset:
 # One convention for every method: guided D = D + w * direction, w = 0 is unguided (see guidance.py).
 PRESETS: dict[str, GuidancePreset] = {
     "unguided": GuidancePreset("Unguided", 0.0, "conditional model, w ignored"),
-    "classifier": GuidancePreset("Classifier guidance", 3.0, "Dhariwal & Nichol 2021"),
-    "cfg": GuidancePreset("Classifier-free guidance", 3.0, "Ho & Salimans 2022"),
-    "gfcg": GuidancePreset("Gradient-free classifier guidance", 3.0, "Shenoy et al. 2024"),
-    "autoguidance": GuidancePreset("Autoguidance", 3.0, "Karras et al. 2024"),
+    "classifier": GuidancePreset("Classifier guidance", 2.0, "Dhariwal & Nichol 2021"),
+    "cfg": GuidancePreset("Classifier-free guidance", 2.0, "Ho & Salimans 2022"),
+    "gfcg": GuidancePreset("Gradient-free classifier guidance", 2.0, "Shenoy et al. 2024"),
+    "autoguidance": GuidancePreset("Autoguidance", 2.0, "Karras et al. 2024"),
 }
 METHODS = tuple(PRESETS)
 

@@ -68,7 +68,7 @@ class MethodRun:
     def captions(self) -> list[str]:
         conf, pred = self.probs.max(dim=1)
         label = self.request.label
-        return [f"{'✓' if p == label else '✗'} reads as {p} ({c:.0%})" for p, c in zip(pred.tolist(), conf.tolist())]
+        return [f"{'✓' if p == label else '✗'} {p} · {c:.0%}" for p, c in zip(pred.tolist(), conf.tolist())]
 
     def accuracy(self) -> float:
         return (self.probs.argmax(1) == self.request.label).float().mean().item()

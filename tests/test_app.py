@@ -48,7 +48,7 @@ def test_compare_handler_returns_every_method(explorer):
     for gallery in galleries:
         assert len(gallery) == 4
         image, caption = gallery[0]
-        assert image.size == (112, 112) and "reads as" in caption
+        assert image.size == (112, 112) and caption[0] in "✓✗" and "%" in caption
     assert all(m in summary for m in ("Unguided", "Autoguidance")) and Path(download).suffix == ".png"
     with Image.open(download) as grid:
         assert grid.width > 4 * 56
@@ -138,7 +138,7 @@ def test_gradio_client_gets_every_gallery(server):
     assert len(result) == len(METHODS) + 2 and "Autoguidance" in summary and download.endswith(".png")
     for gallery in galleries:
         assert len(gallery) == 3 and all(Path(item["image"]).suffix == ".png" for item in gallery)
-        assert all("reads as" in item["caption"] for item in gallery)
+        assert all(item["caption"][0] in "✓✗" for item in gallery)
     with pytest.raises(Exception, match="1000"):          # Gradio's own range check, or ours
         client.predict(3, 2.0, 5000, "ddim", 3, 5, 0.0, 80.0, api_name="/compare")
     with pytest.raises(Exception, match="high sigma must be a number >= the low sigma"):
@@ -163,6 +163,7 @@ def test_browser_generates_and_shows_every_gallery(server):
         for method in METHODS:
             page.locator(f"#gallery-{method} img").first.wait_for(timeout=90_000)
         page.locator("#summary table").wait_for(timeout=90_000)
+        page.locator("#filmstrip img").wait_for(timeout=90_000)
         (ROOT / "assets").mkdir(exist_ok=True)
         page.screenshot(path=str(ROOT / "assets" / "screenshot.png"), full_page=True)
         assert page.locator(f"#gallery-{METHODS[-1]} img").count() >= 1
