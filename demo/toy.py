@@ -30,14 +30,18 @@ class GaussianMixture:
         return GaussianMixture(self.weights, self.means, self.covs + extra_std**2 * eye, self.classes,
                                self.num_classes)
 
-    def _component_terms(self, x: Tensor, sigma: float | Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """log(w_k N(x; mu_k, S_k + sigma^2 I)) (B, K), (S_k + sigma^2 I)^-1 (K, 2, 2), x - mu_k (B, K, 2)."""
-        cov = self.covs + torch.as_tensor(sigma, dtype=x.dtype) ** 2 * torch.eye(2, dtype=x.dtype)
-        prec = torch.linalg.inv(cov)
-        diff = x[:, None, :] - self.means[None]                                  # (B, K, 2)
-        maha = torch.einsum("bki,kij,bkj->bk", diff, prec, diff)
-        log_norm = -0.5 * torch.logdet(cov) - math.log(2 * math.pi)
-        return self.weights.log() + log_norm - 0.5 * maha, prec, diff
+    def _component_terms(self, x: Tensor, sigma: float | Tensor) -> tuple[Tensor, Tensor]:
+        """log(w_k N(x; mu_k, S_k + sigma^2 I)) (B, K) and (S_k + sigma^2 I)^-1 (x - mu_k) (B, K, 2).
+
+        2x2 inverses in closed form: [[a, b], [b, d]]^-1 = [[d, -b], [-b, a]] / (a d - b^2)."""
+        var = torch.as_tensor(sigma, dtype=x.dtype) ** 2
+        a, b, d = self.covs[:, 0, 0] + var, self.covs[:, 0, 1], self.covs[:, 1, 1] + var      # (K,)
+        det = a * d - b * b
+        dx, dy = x[:, None, 0] - self.means[None, :, 0], x[:, None, 1] - self.means[None, :, 1]   # (B, K)
+        gain = torch.stack([(d * dx - b * dy) / det, (a * dy - b * dx) / det], dim=-1)          # (B, K, 2)
+        maha = dx * gain[..., 0] + dy * gain[..., 1]
+        log_terms = self.weights.log() - 0.5 * det.log() - math.log(2 * math.pi) - 0.5 * maha
+        return log_terms, gain
 
     def _mask(self, label: Tensor, batch: int) -> Tensor:
         label = torch.as_tensor(label).expand(batch)
@@ -45,21 +49,22 @@ class GaussianMixture:
 
     def log_prob(self, x: Tensor, sigma: float | Tensor, label: Tensor | int) -> Tensor:
         """log p_sigma(x | c) (B,); label >= num_classes gives log p_sigma(x)."""
-        log_terms, _, _ = self._component_terms(x, sigma)
+        log_terms, _ = self._component_terms(x, sigma)
         mask = self._mask(label, len(x))
         log_prior = torch.where(mask, self.weights[None], 0).sum(1).log()       # p(c)
         return torch.where(mask, log_terms, -math.inf).logsumexp(1) - log_prior
 
     def __call__(self, x: Tensor, sigma: float | Tensor, label: Tensor | int) -> Tensor:
-        """Exact denoiser D(x; sigma, c) = E[y | x, c], (B, 2)."""
-        log_terms, prec, diff = self._component_terms(x, sigma)
+        """Exact denoiser D(x; sigma, c) = E[y | x, c], (B, 2).
+
+        Per component, E[y | x, k] = mu_k + S_k (S_k + sigma^2 I)^-1 (x - mu_k) = x - sigma^2 gain_k."""
+        log_terms, gain = self._component_terms(x, sigma)
         resp = torch.where(self._mask(label, len(x)), log_terms, -math.inf).softmax(1)      # (B, K)
-        posterior_means = self.means[None] + torch.einsum("kij,kjl,bkl->bki", self.covs, prec, diff)
-        return (resp[..., None] * posterior_means).sum(1)
+        return x - torch.as_tensor(sigma, dtype=x.dtype) ** 2 * (resp[..., None] * gain).sum(1)
 
     def logits(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         """log p_sigma(c | x) for every class (B, num_classes): the exact noisy classifier."""
-        log_terms, _, _ = self._component_terms(x, sigma)
+        log_terms, _ = self._component_terms(x, sigma)
         onehot = self.classes[None, :] == torch.arange(self.num_classes)[:, None]           # (C, K)
         per_class = torch.where(onehot[None], log_terms[:, None, :], -math.inf).logsumexp(2)
         return per_class - per_class.logsumexp(1, keepdim=True)
