@@ -93,6 +93,24 @@ def test_bad_input_gets_a_clear_message(explorer, field, value, message):
         drain(app.on_compare(*settings.values()))
 
 
+def test_sweep_handler_draws_every_method_and_weight(explorer):
+    before = explorer.runs_computed
+    picture, figure = app.on_sweep(3, 4, "ddim", 2, 0, 0.0, 80.0)
+    guided = len(METHODS) - 1
+    assert explorer.runs_computed - before <= guided * (len(ex.SWEEP_WEIGHTS) - 1) + 1   # w = 0 is shared
+    assert picture.height > guided * 56 and picture.width > len(ex.SWEEP_WEIGHTS) * 2 * 56
+    assert len(figure.axes[0].lines) == guided
+
+
+def test_toy_handler_and_its_errors(explorer):
+    figure, table = app.on_toy("three classes, overlapping", 1, 2.0, 20, 100, 0, True, 10)
+    assert len(figure.axes) == len(METHODS) and "exact tilted" in table
+    with pytest.raises(gr.Error, match="class must be between 0 and 2"):
+        app.on_toy("three classes, overlapping", 3, 2.0, 20, 100, 0, False, 10)
+    with pytest.raises(gr.Error, match="unknown preset"):
+        app.on_toy("nope", 0, 2.0, 20, 100, 0, False, 10)
+
+
 def test_trajectory_without_a_comparison_is_a_clear_error(explorer):
     with pytest.raises(gr.Error, match="Generate a comparison first"):
         app.on_trajectory(None, 0)

@@ -7,7 +7,7 @@ import torch
 from demo.config import SamplerConfig
 from demo.data import load_mnist
 from demo.evaluate import DOCUMENTED_CG_WEIGHT, class_accuracy, sample_all_classes
-from demo.pipeline import Request, generate_final
+from demo.pipeline import Request, generate, generate_final
 
 PER_CLASS = 100
 DDIM_32 = SamplerConfig(num_steps=32, sampler="ddim")
@@ -33,8 +33,22 @@ def test_accuracy_of_100_samples_per_class(models, method, weight, threshold):
 def test_same_seed_is_bitwise_reproducible_and_w_keeps_the_initial_noise(models):
     request = Request(label=7, method="cfg", weight=2.0, num_samples=4, seed=11)
     assert torch.equal(generate_final(models, request), generate_final(models, request))
-    from demo.pipeline import generate
     first = next(iter(generate(models, request, record=False)))
     other = next(iter(generate(models, Request(label=7, method="cfg", weight=6.0, num_samples=4, seed=11),
                                record=False)))
     assert torch.equal(first.x, other.x)
+
+
+@pytest.mark.parametrize("num_steps,sampler", [(1, "ddim"), (1, "ancestral"), (1000, "ddim"), (1000, "ancestral")])
+def test_extreme_step_counts_give_finite_images(models, num_steps, sampler):
+    request = Request(label=5, method="cfg", weight=2.0, num_samples=1, seed=3,
+                      sampler=SamplerConfig(num_steps=num_steps, sampler=sampler))
+    x = generate_final(models, request)
+    assert x.shape == (1, 1, 28, 28) and torch.isfinite(x).all() and x.abs().max() <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("method", ["classifier", "cfg", "gfcg", "autoguidance"])
+def test_maximum_weight_never_produces_nan(models, method):
+    request = Request(label=8, method=method, weight=20.0, num_samples=2, seed=0, sampler=SamplerConfig(num_steps=8))
+    steps = list(generate(models, request))
+    assert all(torch.isfinite(s.x).all() and torch.isfinite(s.denoised).all() for s in steps)
