@@ -160,11 +160,12 @@ def build() -> gr.Blocks:
         with gr.Tab("w sweep"):
             gr.Markdown("Samples at w ∈ {" + ", ".join(f"{w:g}" for w in ex.SWEEP_WEIGHTS) + "} for every "
                         "guided method, with the class, seed and settings of the Compare tab, and the trade-off "
-                        "between class accuracy and diversity (both measured with the separate evaluation "
-                        "classifier).")
+                        "between fidelity (mean probability of the target class) and diversity (mean pairwise "
+                        "distance of features), both measured with the separate evaluation classifier. "
+                        "Broken samples at large w look 'diverse' too: read both axes with the grid.")
             sweep_button = gr.Button("Run the sweep", variant="primary")
             sweep_grid = gr.Image(label="Samples per method and w", format="png", type="pil")
-            sweep_plot = gr.Plot(label="Accuracy vs diversity")
+            sweep_plot = gr.Plot(label="Fidelity vs diversity")
         with gr.Tab("2-D exact lab"):
             gr.Markdown(TOY_INTRO, latex_delimiters=LATEX)
             with gr.Row():

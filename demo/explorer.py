@@ -217,7 +217,7 @@ def step_plots(runs: dict[str, MethodRun], index: int):
 
 
 def sweep_figures(models: Models, results: list[tuple[str, float, MethodRun]]):
-    """Grid of the first 4 samples per (method, w) and the accuracy-vs-diversity trade-off."""
+    """Grid of the first 4 samples per (method, w) and the fidelity-vs-diversity trade-off."""
     methods = list(dict.fromkeys(m for m, _, _ in results))
     weights = list(dict.fromkeys(w for _, w, _ in results))
     by_key = {(m, w): run for m, w, run in results}
@@ -227,8 +227,8 @@ def sweep_figures(models: Models, results: list[tuple[str, float, MethodRun]]):
     picture = render.grid(rows, [short_title(m) for m in methods], cols, label_width=190)
     points = {}
     for m in methods:
-        points[m] = [(w, mean_pairwise_distance(features(models, by_key[m, w].samples)), by_key[m, w].accuracy())
-                     for w in weights]
+        points[m] = [(w, mean_pairwise_distance(features(models, by_key[m, w].samples)),
+                      by_key[m, w].probs[:, by_key[m, w].request.label].mean().item()) for w in weights]
     figure = render.tradeoff(points, "diversity: mean pairwise distance (eval-classifier features)",
-                             "accuracy (evaluation classifier)", "Fidelity vs diversity as w grows")
+                             "fidelity: mean p(target) (evaluation classifier)", "Fidelity vs diversity as w grows")
     return picture, figure
