@@ -5,7 +5,7 @@ The UI reads slider ranges and defaults from here, so the engine and the widgets
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 NUM_CLASSES = 10
 NULL_LABEL = NUM_CLASSES            # extra "no class" token of the denoiser, used by classifier-free guidance
@@ -59,7 +59,6 @@ class GuidancePreset:
     title: str
     default_weight: float
     paper: str
-    max_weight: float = 20.0
 
 
 # One convention for every method: guided D = D + w * direction, w = 0 is unguided (see guidance.py).
@@ -109,4 +108,3 @@ class TrainConfig:
     p_uncond: float = 0.15               # label dropout for classifier-free guidance
     seed: int = 0
     checkpoint_every: int = 500          # resumable: state saved to runs/<name>/state.pt
-    extra: dict = field(default_factory=dict)
