@@ -18,7 +18,9 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from demo import explorer as ex  # noqa: E402
+from demo import render  # noqa: E402
 from demo import toy_lab  # noqa: E402
+from demo.checkpoints import WEIGHTS_DIR  # noqa: E402
 from demo.config import CLASS_NAMES, LIMITS, METHODS, PRESETS  # noqa: E402
 from demo.pipeline import Models, Request, RequestError  # noqa: E402
 from demo.text import CONVENTION, EXPLANATION, INTRO, TOY_INTRO  # noqa: E402
@@ -61,13 +63,11 @@ def on_compare(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, s
     progress(0, desc="sampling")
     for i, (method, run) in enumerate(_explorer().compare(base)):
         runs[method] = run
-        galleries[i] = ex.gallery(run)
+        galleries[i] = [(render.save_png(image, OUT_DIR), caption) for image, caption in ex.gallery(run)]
         progress((i + 1, len(METHODS)), desc=f"{PRESETS[method].title} done")
         yield *galleries, ex.summary(runs), None, None
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = OUT_DIR / f"guidance_lab_class{base.label}_w{base.weight:g}_seed{base.seed}_{abs(hash(base)):x}.png"
-    ex.comparison_grid(runs, base).save(path)
-    yield *galleries, ex.summary(runs), str(path), base
+    name = f"guidance_lab_class{base.label}_w{base.weight:g}_seed{base.seed}.png"
+    yield *galleries, ex.summary(runs), render.save_png(ex.comparison_grid(runs, base), OUT_DIR, name), base
 
 
 def on_trajectory(base, index):
@@ -78,11 +78,9 @@ def on_trajectory(base, index):
     if any(run is None for run in runs.values()):
         raise gr.Error("That comparison is no longer cached: press Generate again.")
     index = min(max(int(index), 0), base.num_samples - 1)
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    gif = OUT_DIR / f"trajectory_{abs(hash((base, index)))}.gif"
-    gif.write_bytes(ex.animation(runs, index))
+    gif = render.save_file(ex.animation(runs, index), OUT_DIR, "denoising.gif")
     p_plot, norm_plot = ex.step_plots(runs, index)
-    return ex.filmstrip(runs, index), str(gif), p_plot, norm_plot
+    return render.save_png(ex.filmstrip(runs, index), OUT_DIR), gif, p_plot, norm_plot
 
 
 @gpu
@@ -92,7 +90,8 @@ def on_sweep(label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi, p
     total = (len(METHODS) - 1) * len(ex.SWEEP_WEIGHTS)
     for method, weight, run in progress.tqdm(_explorer().sweep(base), total=total, desc="w sweep"):
         results.append((method, weight, run))
-    return ex.sweep_figures(_explorer().models, results)
+    picture, figure = ex.sweep_figures(_explorer().models, results)
+    return render.save_png(picture, OUT_DIR), figure
 
 
 def on_toy(preset, label, weight, num_steps, num_samples, seed, show_field, field_step):
@@ -151,7 +150,7 @@ def build() -> gr.Blocks:
                 with gr.Row():
                     index = gr.Slider(0, 7, value=0, step=1, label="Sample to follow")
                 with gr.Row():
-                    strip = gr.Image(label="x_t and x0 estimate at 10 steps", format="png", type="pil",
+                    strip = gr.Image(label="x_t and x0 estimate at 10 steps", format="png", type="filepath",
                                      elem_id="filmstrip")
                     gif = gr.Image(label="Denoising (animated)", type="filepath")
                 with gr.Row():
@@ -164,7 +163,7 @@ def build() -> gr.Blocks:
                         "distance of features), both measured with the separate evaluation classifier. "
                         "Broken samples at large w look 'diverse' too: read both axes with the grid.")
             sweep_button = gr.Button("Run the sweep", variant="primary")
-            sweep_grid = gr.Image(label="Samples per method and w", format="png", type="pil")
+            sweep_grid = gr.Image(label="Samples per method and w", format="png", type="filepath")
             sweep_plot = gr.Plot(label="Fidelity vs diversity")
         with gr.Tab("2-D exact lab"):
             gr.Markdown(TOY_INTRO, latex_delimiters=LATEX)
@@ -211,8 +210,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GUIDANCE_LAB_PORT", "7860")))
     parser.add_argument("--device", default=os.environ.get("GUIDANCE_LAB_DEVICE", "cpu"))
     args = parser.parse_args()
+    folder = Path(os.environ.get("GUIDANCE_LAB_WEIGHTS", str(WEIGHTS_DIR)))   # operator setting, never a request
     try:
-        EXPLORER = ex.Explorer(Models.load(device=args.device))
+        EXPLORER = ex.Explorer(Models.load(folder, device=args.device))
     except Exception as error:  # a clear start-up message, not a traceback
         raise SystemExit(f"Guidance Lab cannot start: {error}") from None
     build().queue(max_size=32, default_concurrency_limit=1).launch(

@@ -4,9 +4,13 @@ Digits are 28x28: they are always upscaled with nearest-neighbour (crisp pixels)
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import math
+import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib
 
@@ -139,3 +143,40 @@ def toy_panels(panels: dict[str, dict], extent: float, title: str) -> plt.Figure
         ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def method_lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
+                 title: str, logx: bool = False) -> plt.Figure:
+    """One line per method of a metric against w (or any x)."""
+    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=110, layout="constrained")
+    for method, (xs, ys) in series.items():
+        ax.plot(xs, ys, "o-", label=method, color=METHOD_COLOURS.get(method), lw=2, ms=4)
+    if logx:
+        ax.set_xscale("symlog", linthresh=0.25)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def save_file(data: bytes, folder: Path, name: str) -> str:
+    """Write data to folder/<content hash>/name atomically (temp file + rename) once, and return the path.
+
+    Handing Gradio finished files instead of PIL images avoids its cache rewriting the same file while
+    another client is still downloading it (seen under 16 concurrent clients)."""
+    path = folder / hashlib.sha256(data).hexdigest()[:32] / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, staging = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(staging, path)
+    return str(path)
+
+
+def save_png(image: Image.Image, folder: Path, name: str = "image.png") -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return save_file(buffer.getvalue(), folder, name)

@@ -1,12 +1,7 @@
 """The Gradio app: handlers called directly, the server driven over HTTP and in a real browser."""
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -47,13 +42,17 @@ def test_compare_handler_returns_every_method(explorer):
     assert len(galleries) == len(METHODS)
     for gallery in galleries:
         assert len(gallery) == 4
-        image, caption = gallery[0]
-        assert image.size == (112, 112) and caption[0] in "✓✗" and "%" in caption
+        path, caption = gallery[0]
+        with Image.open(path) as image:
+            assert image.size == (112, 112) and image.format == "PNG"
+        assert caption[0] in "✓✗" and "%" in caption
     assert all(m in summary for m in ("Unguided", "Autoguidance")) and Path(download).suffix == ".png"
     with Image.open(download) as grid:
         assert grid.width > 4 * 56
     strip, gif, p_plot, norm_plot = app.on_trajectory(base, 2)
-    assert strip.height > 10 * 56 and Path(gif).read_bytes()[:6] == b"GIF89a"
+    with Image.open(strip) as image:
+        assert image.height > 10 * 56
+    assert Path(gif).read_bytes()[:6] == b"GIF89a"
     assert p_plot.axes and norm_plot.axes
 
 
@@ -98,7 +97,8 @@ def test_sweep_handler_draws_every_method_and_weight(explorer):
     picture, figure = app.on_sweep(3, 4, "ddim", 2, 0, 0.0, 80.0)
     guided = len(METHODS) - 1
     assert explorer.runs_computed - before <= guided * (len(ex.SWEEP_WEIGHTS) - 1) + 1   # w = 0 is shared
-    assert picture.height > guided * 56 and picture.width > len(ex.SWEEP_WEIGHTS) * 2 * 56
+    with Image.open(picture) as image:
+        assert image.height > guided * 56 and image.width > len(ex.SWEEP_WEIGHTS) * 2 * 56
     assert len(figure.axes[0].lines) == guided
 
 
@@ -117,36 +117,6 @@ def test_trajectory_without_a_comparison_is_a_clear_error(explorer):
 
 
 # ---- the real server -------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server():
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"app exited: {process.stdout.read()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("app did not start within 120 s")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
-
 
 def test_gradio_client_gets_every_gallery(server):
     from gradio_client import Client

@@ -1,0 +1,61 @@
+"""The metric code on synthetic data with known answers."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from demo.metrics import frechet_distance, mean_pairwise_distance, precision_recall
+
+
+def gaussian(n, d, mean=0.0, std=1.0, seed=0):
+    return mean + std * torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_fid_of_identical_sets_is_zero():
+    x = gaussian(2000, 16)
+    assert abs(frechet_distance(x, x)) < 1e-8
+
+
+def test_fid_of_shifted_gaussians_is_the_squared_shift():
+    shift = torch.zeros(8, dtype=torch.float64)
+    shift[:3] = torch.tensor([1.0, -2.0, 0.5])
+    a, b = gaussian(50_000, 8, seed=1), gaussian(50_000, 8, seed=2) + shift
+    assert frechet_distance(a, b) == pytest.approx(shift.square().sum().item(), rel=0.02, abs=0.01)
+
+
+def test_fid_of_scaled_gaussians_is_known():
+    """N(0, I) vs N(0, s^2 I) in d dimensions: d (1 - s)^2."""
+    d, s = 8, 2.0
+    a, b = gaussian(50_000, d, seed=3), gaussian(50_000, d, std=s, seed=4)
+    assert frechet_distance(a, b) == pytest.approx(d * (1 - s) ** 2, rel=0.03)
+
+
+def test_fid_is_symmetric():
+    a, b = gaussian(3000, 6, seed=5), gaussian(3000, 6, mean=0.3, std=1.5, seed=6)
+    assert frechet_distance(a, b) == pytest.approx(frechet_distance(b, a), rel=1e-6)
+
+
+def test_precision_recall_of_identical_sets_is_one():
+    x = gaussian(500, 8)
+    assert precision_recall(x, x) == (1.0, 1.0)
+
+
+def test_precision_recall_of_disjoint_sets_is_zero():
+    assert precision_recall(gaussian(300, 4), gaussian(300, 4, mean=50.0, seed=1)) == (0.0, 0.0)
+
+
+def test_collapsed_fakes_have_high_precision_and_low_recall():
+    real = gaussian(1000, 2, seed=7)
+    fake = gaussian(1000, 2, std=0.1, seed=8)                # mode collapse onto the centre
+    precision, recall = precision_recall(real, fake)
+    assert precision > 0.95 and recall < 0.2
+
+
+def test_mean_pairwise_distance():
+    points = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    assert mean_pairwise_distance(points) == pytest.approx(5.0)
+    assert mean_pairwise_distance(points[:1]) == 0.0
+    # for N(0, I) in d dims the expected distance is sqrt(2) * E||z|| ~ sqrt(2 d) for large d
+    assert mean_pairwise_distance(gaussian(800, 64)) == pytest.approx(math.sqrt(2 * 64), rel=0.03)

@@ -1,0 +1,207 @@
+"""Reliability and security: engine-level validation, load, faults, integrity, no outbound network."""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, launch_app
+from demo.config import Interval, SamplerConfig
+from demo.pipeline import Request, RequestError
+
+# ---- one place validates every request (the Gradio API can bypass the widgets) --------------------------
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"label": 10}, "class must be between 0 and 9"),
+    ({"label": 2.5}, "class must be a whole number"),
+    ({"label": "3"}, "class must be a number"),
+    ({"label": True}, "class must be a number"),
+    ({"method": "dpm"}, "unknown method"),
+    ({"weight": -1e-9}, "w must be between 0 and 20"),
+    ({"weight": math.nan}, "w must be finite"),
+    ({"weight": math.inf}, "w must be finite"),
+    ({"weight": None}, "w must be a number"),
+    ({"num_samples": 0}, "number of samples must be between 1 and 64"),
+    ({"num_samples": 65}, "number of samples must be between 1 and 64"),
+    ({"seed": -1}, "seed must be between"),
+    ({"seed": 2**31}, "seed must be between"),
+    ({"sampler": SamplerConfig(num_steps=0)}, "steps must be between 1 and 1000"),
+    ({"sampler": SamplerConfig(num_steps=1001)}, "steps must be between 1 and 1000"),
+    ({"sampler": SamplerConfig(sampler="heun")}, "unknown sampler"),
+    ({"interval": Interval(-1.0, 2.0)}, "low sigma must be between"),
+    ({"interval": Interval(math.nan, 2.0)}, "low sigma must be finite"),
+    ({"interval": Interval(2.0, 1.0)}, "high sigma must be a number >= the low sigma"),
+    ({"interval": Interval(0.0, math.nan)}, "high sigma must be a number"),
+])
+def test_engine_rejects_every_bad_request(kwargs, message):
+    with pytest.raises(RequestError, match=message):
+        Request(**{"label": 3, **kwargs})
+
+
+def test_engine_accepts_the_edges():
+    Request(label=0, weight=0.0, num_samples=1, seed=0, sampler=SamplerConfig(num_steps=1))
+    Request(label=9, weight=20.0, num_samples=64, seed=2**31 - 1, sampler=SamplerConfig(num_steps=1000),
+            interval=Interval(0.0, math.inf))
+    assert Request(label=np.int64(4), weight=np.float32(1.5)).label == 4
+
+
+# ---- faults ---------------------------------------------------------------------------------------------
+
+def start_with_weights(folder: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GUIDANCE_LAB_WEIGHTS": str(folder), "GRADIO_ANALYTICS_ENABLED": "False"}
+    return subprocess.run([sys.executable, "app.py", "--port", "1"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_corrupt_weights_stop_start_up_with_a_clear_message(tmp_path):
+    shutil.copytree(ROOT / "weights", tmp_path / "weights")
+    path = tmp_path / "weights" / "classifier.safetensors"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    result = start_with_weights(tmp_path / "weights")
+    assert result.returncode != 0
+    assert "classifier.safetensors is corrupt" in result.stderr and "python -m demo.train" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_weights_stop_start_up_with_a_clear_message(tmp_path):
+    shutil.copytree(ROOT / "weights", tmp_path / "weights")
+    (tmp_path / "weights" / "weak_denoiser.safetensors").unlink()
+    result = start_with_weights(tmp_path / "weights")
+    assert result.returncode != 0 and "weak_denoiser.safetensors is missing" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ---- the server under load, cancellation, memory, network --------------------------------------------------
+
+def pixels(gallery) -> list[np.ndarray]:
+    return [np.asarray(Image.open(item["image"])) for item in gallery]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+NETWORK_GUARD = textwrap.dedent('''
+    import ipaddress, os, socket
+    _log = os.environ["NETWORK_LOG"]
+    def _record(address):
+        host = address[0] if isinstance(address, tuple) else str(address)
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                return
+        except ValueError:
+            if host in ("localhost",):
+                return
+        with open(_log, "a") as f:
+            f.write(repr(address) + "\\n")
+    _connect, _connect_ex, _getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            _record(address)
+        return _connect(self, address)
+    def connect_ex(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            _record(address)
+        return _connect_ex(self, address)
+    def getaddrinfo(host, *args, **kwargs):
+        if host is not None:
+            _record((host.decode() if isinstance(host, bytes) else host,))
+        return _getaddrinfo(host, *args, **kwargs)
+    socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
+''')
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local IPv4 addresses LISTENing on `port`, read from /proc/net/tcp."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        host, port_hex = local.split(":")
+        if int(port_hex, 16) == port and state == "0A":
+            found.add(".".join(str(int(host[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
+def test_load_cancellation_memory_and_no_outbound_connections(tmp_path):
+    from gradio_client import Client
+    (tmp_path / "sitecustomize.py").write_text(NETWORK_GUARD)
+    log = tmp_path / "network.log"
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "NETWORK_LOG": str(log)}
+    with launch_app(env) as (url, process):
+        assert listening_addresses(int(url.rsplit(":", 1)[1])) == {"127.0.0.1"}      # loopback by default
+        args = (6, 2.0, 6, "ddim", 2, 42, 0.0, 80.0)
+        reference = Client(url, verbose=False, download_files=str(tmp_path / "ref")).predict(
+            *args, api_name="/compare")
+
+        def one_client(k: int) -> list[float]:
+            # each client downloads into its own folder (the default shared cache races between threads)
+            client, latencies = Client(url, verbose=False, download_files=str(tmp_path / f"client{k}")), []
+            for _ in range(4):
+                start = time.perf_counter()
+                result = client.predict(*args, api_name="/compare")
+                latencies.append(time.perf_counter() - start)
+                for got, want in zip(result[:5], reference[:5]):
+                    assert all(np.array_equal(a, b) for a, b in zip(pixels(got), pixels(want)))
+            return latencies
+
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            latencies = [t for ts in pool.map(one_client, range(16), timeout=600) for t in ts]
+        wall = time.perf_counter() - start
+        assert len(latencies) == 64
+        p50, p95 = statistics.median(latencies), float(np.percentile(latencies, 95))
+        print(f"16 clients x 4 requests: wall {wall:.1f} s, p50 {p50:.2f} s, p95 {p95:.2f} s, "
+              f"RSS {rss_mb(process.pid):.0f} MB")
+        (ROOT / "assets").mkdir(exist_ok=True)
+        (ROOT / "assets" / "load_test.json").write_text(json.dumps(
+            {"clients": 16, "requests_each": 4, "request": "class 6, w 2, 6 DDIM steps, 2 samples x 5 methods",
+             "wall_seconds": round(wall, 2), "p50_seconds": round(p50, 3), "p95_seconds": round(p95, 3),
+             "server_rss_mb": round(rss_mb(process.pid))}, indent=2) + "\n")
+        assert rss_mb(process.pid) < 1500
+
+        # a request cancelled mid-sampling leaves the server healthy
+        client = Client(url, verbose=False, download_files=str(tmp_path / "cancel"))
+        job = client.submit(3, 2.0, 400, "ddim", 8, 7, 0.0, 80.0, api_name="/compare")
+        time.sleep(1.5)
+        job.cancel()
+        after = client.predict(*args, api_name="/compare")
+        assert all(np.array_equal(a, b) for a, b in zip(pixels(after[0]), pixels(reference[0])))
+        assert process.poll() is None
+    outbound = log.read_text() if log.exists() else ""
+    assert outbound == "", f"outbound connections: {outbound}"
+
+
+# ---- determinism across processes -------------------------------------------------------------------------
+
+def test_bitwise_determinism_across_processes():
+    code = textwrap.dedent('''
+        import hashlib
+        from demo.pipeline import Models, Request, generate_final
+        from demo.config import SamplerConfig
+        m = Models.load()
+        for method in ("unguided", "classifier", "cfg", "gfcg", "autoguidance"):
+            x = generate_final(m, Request(label=2, method=method, weight=2.5, num_samples=3, seed=123,
+                                          sampler=SamplerConfig(num_steps=6, sampler="ancestral")))
+            print(method, hashlib.sha256(x.numpy().tobytes()).hexdigest())
+    ''')
+    runs = [subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                           timeout=300).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0].splitlines()) == 5
