@@ -22,6 +22,7 @@ from demo import render  # noqa: E402
 from demo import toy_lab  # noqa: E402
 from demo.checkpoints import WEIGHTS_DIR  # noqa: E402
 from demo.config import CLASS_NAMES, LIMITS, METHODS, PRESETS  # noqa: E402
+from demo.evaluate import saved_results  # noqa: E402
 from demo.pipeline import Models, Request, RequestError  # noqa: E402
 from demo.text import CONVENTION, EXPLANATION, INTRO, TOY_INTRO  # noqa: E402
 from demo.toy import PRESETS as TOY_PRESETS  # noqa: E402
@@ -165,6 +166,12 @@ def build() -> gr.Blocks:
             sweep_button = gr.Button("Run the sweep", variant="primary")
             sweep_grid = gr.Image(label="Samples per method and w", format="png", type="filepath")
             sweep_plot = gr.Plot(label="Fidelity vs diversity")
+            measured = saved_results()
+            if measured is not None:
+                with gr.Accordion("Measured trade-offs on the whole model (precomputed)", open=False):
+                    table, plot_files = measured
+                    gr.Gallery(plot_files, columns=2, height="auto", format="png", label="Evaluation plots")
+                    gr.Markdown(table)
         with gr.Tab("2-D exact lab"):
             gr.Markdown(TOY_INTRO, latex_delimiters=LATEX)
             with gr.Row():

@@ -96,6 +96,26 @@ def plots(rows: list[dict], out: Path, suffix: str) -> list[Path]:
     return paths
 
 
+def saved_results(folder: Path = ASSETS) -> tuple[str, list[str]] | None:
+    """The last full run (assets/evaluation.json) as a markdown table plus its plot files, or None."""
+    path = folder / "evaluation.json"
+    if not path.exists():
+        return None
+    table = json.loads(path.read_text())
+    settings = table["settings"]
+    lines = [f"{settings['samples_per_point']} samples per point ({settings['per_class']} per class), "
+             f"{settings['steps']} DDIM steps, seed {settings['seed']}; real reference: "
+             f"{settings['real_reference']}. Reproduce with `python -m demo.evaluate`.", "",
+             "| method | w | accuracy | FID (classifier features) | precision | recall | diversity | NFE |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in table["rows"]:
+        lines.append(f"| {r['method']} | {r['w']:g} | {r['accuracy']:.3f} | {r['fid_classifier_features']:.2f} | "
+                     f"{r['precision']:.2f} | {r['recall']:.2f} | {r['diversity']:.2f} | {r['nfe_per_sample']} |")
+    plots = [str(folder / f"evaluation_{n}.png") for n in ("accuracy", "fid", "precision_recall",
+                                                           "classifier_fooling")]
+    return "\n".join(lines), [p for p in plots if Path(p).exists()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny run for tests (< 60 s on a 2-core CPU)")
