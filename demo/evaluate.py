@@ -79,7 +79,7 @@ def plots(rows: list[dict], out: Path, suffix: str) -> list[Path]:
         "accuracy": render.method_lines(series("accuracy"), "guidance weight w", "accuracy (evaluation classifier)",
                                         "Class accuracy vs w", logx=True),
         "fid": render.method_lines(series("fid_classifier_features"), "guidance weight w",
-                                   "FID (classifier features)", "FID vs w (lower is better)", logx=True),
+                                   "FID (classifier features)", "FID vs w (lower is better)", logx=True, logy=True),
         "precision_recall": render.method_lines(
             {m: ([r["recall"] for r in rs], [r["precision"] for r in rs]) for m, rs in by_method.items()},
             "recall", "precision", "Precision-recall as w grows"),

@@ -146,13 +146,15 @@ def toy_panels(panels: dict[str, dict], extent: float, title: str) -> plt.Figure
 
 
 def method_lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
-                 title: str, logx: bool = False) -> plt.Figure:
+                 title: str, logx: bool = False, logy: bool = False) -> plt.Figure:
     """One line per method of a metric against w (or any x)."""
     fig, ax = plt.subplots(figsize=(6, 3.8), dpi=110, layout="constrained")
     for method, (xs, ys) in series.items():
         ax.plot(xs, ys, "o-", label=method, color=METHOD_COLOURS.get(method), lw=2, ms=4)
     if logx:
         ax.set_xscale("symlog", linthresh=0.25)
+    if logy:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
