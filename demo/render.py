@@ -84,21 +84,25 @@ def animation(frames: Sequence[Image.Image], duration_ms: int = 90, hold_last_ms
     return buffer.getvalue()
 
 
+def _decorate(ax: plt.Axes, xlabel: str, ylabel: str, title: str, legend_columns: int = 1) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncols=legend_columns)
+
+
 def step_curves(series: dict[str, np.ndarray], steps: np.ndarray, ylabel: str, title: str,
                 log: bool = False, ylim: tuple[float, float] | None = None) -> plt.Figure:
     """One line per method of a per-step quantity (p(target | x_t) or the guidance norm)."""
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100, layout="constrained")
     for method, values in series.items():
         ax.plot(steps[: len(values)], values, label=method, color=METHOD_COLOURS.get(method), lw=2)
-    ax.set_xlabel("sampling step (noise decreases →)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
     if log:
         ax.set_yscale("symlog", linthresh=1e-2)
     if ylim:
         ax.set_ylim(*ylim)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncols=3)
+    _decorate(ax, "sampling step (noise decreases →)", ylabel, title, legend_columns=3)
     return fig
 
 
@@ -111,11 +115,7 @@ def tradeoff(points: dict[str, list[tuple[float, float, float]]], xlabel: str, y
         ax.plot(xs, ys, "o-", label=method, color=METHOD_COLOURS.get(method), lw=2)
         for w, x, y in triples:
             ax.annotate(f"{w:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _decorate(ax, xlabel, ylabel, title)
     return fig
 
 
@@ -155,11 +155,7 @@ def method_lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], xla
         ax.set_xscale("symlog", linthresh=0.25)
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _decorate(ax, xlabel, ylabel, title)
     return fig
 
 
