@@ -16,7 +16,7 @@ from PIL import Image
 
 from . import render
 from .config import CLASS_NAMES, LIMITS, METHODS, PRESETS, Interval, SamplerConfig
-from .guidance import NFE_PER_STEP
+from .guidance import effective_weight, nfe_per_sample
 from .metrics import mean_pairwise_distance
 from .pipeline import Models, Request, RequestError, classify, features, generate, parse_float, parse_int
 from .schedule import karras_sigmas
@@ -43,11 +43,9 @@ def parse_request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo
 
 def nfe(request: Request) -> int:
     """Denoiser evaluations per sample (a batched cond + null pass counts 2); classifier passes not included."""
-    if request.method == "unguided" or request.weight == 0:
-        return request.sampler.num_steps
     cfg = request.sampler
     sigmas = karras_sigmas(cfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)[:-1].tolist()
-    return sum(NFE_PER_STEP[request.method] if request.interval.contains(s) else 1 for s in sigmas)
+    return nfe_per_sample(request.method, request.weight, request.interval, sigmas)
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ def run_method(models: Models, request: Request, num_frames: int = NUM_FRAMES) -
 
 def cache_key(request: Request) -> Request:
     """Runs that must give identical samples share a key: w = 0 (or 'unguided') ignores method and interval."""
-    if request.method == "unguided" or request.weight == 0:
+    if effective_weight(request.method, request.weight) == 0:
         return replace(request, method="unguided", weight=0.0, interval=Interval())
     return request
 

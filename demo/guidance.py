@@ -57,8 +57,12 @@ class Guidance:
     interval: Interval = Interval()
     requires: ClassVar[tuple[str, ...]] = ()       # models a method needs, by Models field name
 
+    def active(self, sigma: float) -> bool:
+        """Whether guidance is applied (and its extra evaluations paid) at this noise level."""
+        return self.weight != 0 and self.interval.contains(sigma)
+
     def __call__(self, net, x: Tensor, sigma: float, label: Tensor) -> Prediction:
-        if self.weight == 0 or not self.interval.contains(sigma):
+        if not self.active(sigma):
             denoised = net(x, sigma, label)
             return Prediction(denoised, torch.zeros_like(denoised))
         denoised, direction, p_target = self.direction(net, x, sigma, label)
@@ -131,12 +135,22 @@ GUIDANCE: dict[str, type[Guidance]] = {
 NFE_PER_STEP = {"unguided": 1, "classifier": 1, "cfg": 2, "gfcg": 2, "autoguidance": 2}
 
 
+def effective_weight(method: str, weight: float) -> float:
+    """The w a method actually uses: unguided ignores w."""
+    return 0.0 if GUIDANCE[method] is Guidance else weight
+
+
+def nfe_per_sample(method: str, weight: float, interval: Interval, sigmas: list[float]) -> int:
+    """Denoiser evaluations per sample over the noise levels `sigmas` (a batched pair of labels counts 2)."""
+    guidance = Guidance(weight=effective_weight(method, weight), interval=interval)
+    return sum(NFE_PER_STEP[method] if guidance.active(sigma) else 1 for sigma in sigmas)
+
+
 def make_guidance(method: str, weight: float, interval: Interval = Interval(), **models: Any) -> Guidance:
     """Build a method by name; `models` supplies what it `requires` (e.g. classifier=..., weak_net=...)."""
     cls = GUIDANCE[method]
     missing = [name for name in cls.requires if models.get(name) is None]
     if missing:
         raise ValueError(f"guidance {method!r} needs {', '.join(missing)}")
-    if cls is Guidance:
-        weight = 0.0                                  # unguided: w is ignored
-    return cls(weight=weight, interval=interval, **{name: models[name] for name in cls.requires})
+    return cls(weight=effective_weight(method, weight), interval=interval,
+               **{name: models[name] for name in cls.requires})
