@@ -21,7 +21,7 @@ from .config import METHODS, NUM_CLASSES, Interval, SamplerConfig
 from .data import load_mnist
 from .explorer import nfe
 from .metrics import frechet_distance, mean_pairwise_distance, precision_recall
-from .pipeline import Models, Request, classify, features, sample_labels
+from .pipeline import Models, Request, classify, evaluate_images, features, sample_labels
 from .sampling import final
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -52,7 +52,7 @@ def evaluate_one(models: Models, method: str, weight: float, per_class: int, see
     start = time.perf_counter()
     images, labels = sample_all_classes(models, method, weight, per_class, seed, sampler)
     seconds = time.perf_counter() - start
-    probs, feats = classify(models, images), features(models, images)
+    probs, feats = evaluate_images(models, images)
     precision, recall = precision_recall(real_features, feats)
     with torch.no_grad():                                   # the guiding classifier at its lowest noise level
         guide = models.classifier(images.to(models.device), sampler.sigma_min).softmax(1).cpu()

@@ -71,6 +71,10 @@ class MethodRun:
     def accuracy(self) -> float:
         return (self.probs.argmax(1) == self.request.label).float().mean().item()
 
+    def confidence(self) -> float:
+        """Mean evaluation-classifier probability of the target class."""
+        return self.probs[:, self.request.label].mean().item()
+
 
 def run_method(models: Models, request: Request, num_frames: int = NUM_FRAMES) -> MethodRun:
     """Drain one trajectory, keeping num_frames evenly spaced states and every per-step scalar."""
@@ -152,8 +156,7 @@ def summary(runs: dict[str, MethodRun]) -> str:
     """Markdown table: evaluation-classifier accuracy and confidence, cost."""
     lines = ["| method | accuracy | mean p(target) | NFE / sample | time |", "|---|---|---|---|---|"]
     for method, run in runs.items():
-        confidence = run.probs[:, run.request.label].mean().item()
-        lines.append(f"| {PRESETS[method].title} | {run.accuracy():.0%} | {confidence:.2f} | {run.nfe} | "
+        lines.append(f"| {PRESETS[method].title} | {run.accuracy():.0%} | {run.confidence():.2f} | {run.nfe} | "
                      f"{run.seconds:.2f} s |")
     return "\n".join(lines) + "\n\nAccuracy and confidence: the separate evaluation classifier. " \
         "Times are for fresh runs; cached runs are reused when only the view or w changes."
@@ -225,8 +228,8 @@ def sweep_figures(models: Models, results: list[tuple[str, float, MethodRun]]):
     picture = render.grid(rows, [short_title(m) for m in methods], cols, label_width=190)
     points = {}
     for m in methods:
-        points[m] = [(w, mean_pairwise_distance(features(models, by_key[m, w].samples)),
-                      by_key[m, w].probs[:, by_key[m, w].request.label].mean().item()) for w in weights]
+        points[m] = [(w, mean_pairwise_distance(features(models, by_key[m, w].samples)), by_key[m, w].confidence())
+                     for w in weights]
     figure = render.tradeoff(points, "diversity: mean pairwise distance (eval-classifier features)",
                              "fidelity: mean p(target) (evaluation classifier)", "Fidelity vs diversity as w grows")
     return picture, figure

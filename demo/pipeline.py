@@ -151,16 +151,23 @@ def generate_final(models: Models, request: Request) -> Tensor:
 
 
 @torch.no_grad()
-def _batches(fn, images: Tensor, batch_size: int = 500) -> Tensor:
-    return torch.cat([fn(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).cpu()
+def evaluate_images(models: Models, images: Tensor, batch_size: int = 500) -> tuple[Tensor, Tensor]:
+    """One pass of the evaluation classifier over images in [-1, 1]: probabilities (N, NUM_CLASSES) and
+    penultimate features (N, feature_dim), the space of every sample metric."""
+    probs, feats = [], []
+    for i in range(0, len(images), batch_size):
+        f = models.eval_classifier.features(images[i:i + batch_size].to(models.device).clamp(-1, 1))
+        feats.append(f.cpu())
+        probs.append(models.eval_classifier.head(f).softmax(1).cpu())
+    return torch.cat(probs), torch.cat(feats)
 
 
 def classify(models: Models, images: Tensor) -> Tensor:
-    """Evaluation-classifier probabilities (N, NUM_CLASSES) of images in [-1, 1]."""
-    return _batches(lambda x: models.eval_classifier(x.to(models.device).clamp(-1, 1)).softmax(1), images)
+    """Evaluation-classifier probabilities (N, NUM_CLASSES)."""
+    return evaluate_images(models, images)[0]
 
 
 def features(models: Models, images: Tensor) -> Tensor:
-    """Evaluation-classifier penultimate features (N, feature_dim): the space of every sample metric."""
-    return _batches(lambda x: models.eval_classifier.features(x.to(models.device).clamp(-1, 1)), images)
+    """Evaluation-classifier penultimate features (N, feature_dim)."""
+    return evaluate_images(models, images)[1]
 

@@ -23,6 +23,11 @@ WEAK_EXTRA_STD = 0.6                      # autoguidance's weak model: every cov
 EXTENT = 4.5                              # plots and density grids cover [-EXTENT, EXTENT]^2
 
 
+def exact_models(mixture: GaussianMixture) -> dict:
+    """What the guidance methods need, exactly: the Bayes classifier and a widened mixture as weak model."""
+    return {"classifier": MixtureClassifier(mixture), "weak_net": mixture.widened(WEAK_EXTRA_STD)}
+
+
 @dataclass(frozen=True)
 class ToyResult:
     mixture: GaussianMixture
@@ -54,7 +59,7 @@ def run_toy(preset: str, label: int, weight: float, num_steps: int = 100, num_sa
             sampler: str = "ddim", interval: Interval = Interval()) -> ToyResult:
     """Every method from the same noise; returns full trajectories."""
     mixture = PRESETS[preset]()
-    models = {"classifier": MixtureClassifier(mixture), "weak_net": mixture.widened(WEAK_EXTRA_STD)}
+    models = exact_models(mixture)
     labels = torch.full((num_samples,), label, dtype=torch.long)
     sigmas = karras_sigmas(num_steps, SIGMA_MIN, SIGMA_MAX)
     paths = {}
@@ -113,7 +118,7 @@ def guidance_field(result: ToyResult, method: str, step: int, resolution: int = 
                    extent: float = EXTENT) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """w * Delta of one method at the noise level of `step`, on a coarse grid (for a quiver plot)."""
     mixture = result.mixture
-    models = {"classifier": MixtureClassifier(mixture), "weak_net": mixture.widened(WEAK_EXTRA_STD)}
+    models = exact_models(mixture)
     axis = torch.linspace(-extent, extent, resolution, dtype=torch.float64)
     xx, yy = torch.meshgrid(axis, axis, indexing="xy")
     points = torch.stack([xx.flatten(), yy.flatten()], 1)
