@@ -13,6 +13,7 @@ import argparse  # noqa: E402
 from dataclasses import replace  # noqa: E402
 import random  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -36,6 +37,7 @@ except ImportError:
 
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 OUT_DIR = Path(tempfile.gettempdir()) / "guidance_lab"
+YIELD_EVERY = 0.5          # seconds between no-change yields of a long run (Stop acts at the next one)
 EXPLORER: ex.Explorer | None = None
 
 
@@ -54,19 +56,30 @@ def _request(*values) -> Request:
 
 # ---- handlers: widget values in, displayable values out -------------------------------------------------
 
+def _follow(live, progress, desc: str, num_outputs: int):
+    """Drive a live computation: progress bar per step, and a no-change yield (gr.skip) at most every
+    YIELD_EVERY seconds so that Stop can end it between steps. Returns the computation's result."""
+    last = time.perf_counter()
+    while True:
+        try:
+            done, total = next(live)
+        except StopIteration as result:
+            return result.value
+        progress((done, total), desc=desc)
+        if time.perf_counter() - last > YIELD_EVERY:
+            last = time.perf_counter()
+            yield (gr.skip(),) * num_outputs
+
+
 @gpu
 def on_compare(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi,
                progress=gr.Progress()):
-    """Sample every method with the same seed; galleries fill in as each method finishes."""
+    """Sample every method with the same seed, all together (one batched network call per step)."""
     base = _request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
-    galleries: list = [None] * len(METHODS)
-    runs = {}
     progress(0, desc="sampling")
-    for i, (method, run) in enumerate(_explorer().compare(base)):
-        runs[method] = run
-        galleries[i] = [(render.save_png(image, OUT_DIR), caption) for image, caption in ex.gallery(run)]
-        progress((i + 1, len(METHODS)), desc=f"{PRESETS[method].title} done")
-        yield *galleries, ex.summary(runs), None, None
+    runs = yield from _follow(_explorer().compare_live(base), progress, "sampling all methods together", 8)
+    galleries = [[(render.save_png(image, OUT_DIR), caption) for image, caption in ex.gallery(run)]
+                 for run in runs.values()]
     name = f"guidance_lab_class{base.label}_w{base.weight:g}_seed{base.seed}.png"
     yield *galleries, ex.summary(runs), render.save_png(ex.comparison_grid(runs, base), OUT_DIR, name), base
 
@@ -87,12 +100,9 @@ def on_trajectory(base, index):
 @gpu
 def on_sweep(label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi, progress=gr.Progress()):
     base = _request(label, 0.0, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
-    results = []
-    total = (len(METHODS) - 1) * len(ex.SWEEP_WEIGHTS)
-    for method, weight, run in progress.tqdm(_explorer().sweep(base), total=total, desc="w sweep"):
-        results.append((method, weight, run))
+    results = yield from _follow(_explorer().sweep_live(base), progress, "w sweep: every method and w together", 2)
     picture, figure = ex.sweep_figures(_explorer().models, results)
-    return render.save_png(picture, OUT_DIR), figure
+    yield render.save_png(picture, OUT_DIR), figure
 
 
 def on_toy(preset, label, weight, num_steps, num_samples, seed, show_field, field_step):
@@ -222,9 +232,15 @@ def main() -> None:
         EXPLORER = ex.Explorer(Models.load(folder, device=args.device))
     except Exception as error:  # a clear start-up message, not a traceback
         raise SystemExit(f"Guidance Lab cannot start: {error}") from None
-    build().queue(max_size=32, default_concurrency_limit=1).launch(
-        server_name=args.host, server_port=args.port, show_error=False, theme=gr.themes.Soft(),
-        css=CSS, footer_links=["gradio"])
+    serve(args.host, args.port)
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> gr.Blocks:
+    """Build the UI and start the server (returns once it accepts connections if block is False)."""
+    blocks = build().queue(max_size=32, default_concurrency_limit=1)
+    blocks.launch(server_name=host, server_port=port, show_error=False, theme=gr.themes.Soft(), css=CSS,
+                  footer_links=["gradio"], prevent_thread_lock=not block)
+    return blocks
 
 
 CSS = """

@@ -1,29 +1,48 @@
-"""Speed of every guidance method on this machine: `python -m demo.bench [--repeats 7] [--device cpu]`.
+"""How fast, and how close to the machine's limit: `python -m demo.bench [--repeats 7] [--device cpu] [--quick]`.
 
-Prints, per method, the median wall time of 8 samples x 32 DDIM steps (trajectory recording off and on),
-NFE per sample, and the ratio to unguided; writes the same table as JSON under assets/.
+Prints tables and writes assets/bench.json. Every time is the median of `repeats` runs after a warm-up.
+Sections:
+  machine      measured fp32 matmul throughput: the achievable peak the networks are compared with
+  networks     FLOPs per sample-forward (counted by torch's FlopCounterMode), time per sample, GFLOP/s, % of peak
+  methods      each method alone (8 samples x 32 DDIM steps, w = 3): time, ratio to unguided, the ratio its
+               network calls predict, and sampler overhead = total time / time inside network calls
+  comparison   what the app's Generate does: all 5 methods with trajectories, sampled together, + pictures;
+               also the same methods one after another, a w-only change and a trajectory-view change
+  peer         the same denoiser driven by diffusers' DDIMScheduler loop (same steps, batch, guidance)
+  tried        inference_mode, channels_last, 1 vs 2 threads: measured, kept only where they pay off
+  startup      `app.py` in a fresh process: imports, weight loading, UI build, server ready, resident memory
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from .config import METHODS, SamplerConfig
-from .explorer import nfe, run_method
+from . import explorer as ex
+from . import guidance, render
+from .config import IMAGE_SHAPE, METHODS, NULL_LABEL, SamplerConfig
 from .pipeline import Models, Request, generate_final
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()                                                   # warm-up (allocations, oneDNN kernel selection)
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):                                # allocations, oneDNN primitive creation
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -37,44 +56,350 @@ def median_seconds(fn, repeats: int) -> float:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or platform.machine()) \
+        if Path("/proc/cpuinfo").exists() else platform.machine()
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def matmul_peak(device: torch.device, repeats: int) -> float:
+    """GFLOP/s of a large fp32 matmul: what this device can actually sustain (the 'peak' used below)."""
+    n = 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return 2 * n**3 / median_seconds(lambda: a @ b, repeats) / 1e9
+
+
+@contextlib.contextmanager
+def network_timer():
+    """Accumulate wall time spent inside network calls (every call goes through Denoise.run / Classify.run)."""
+    spent = [0.0]
+    originals = guidance.Denoise.run, guidance.Classify.run
+
+    def timed(run):
+        def wrapper(*args):
+            start = time.perf_counter()
+            out = run(*args)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            spent[0] += time.perf_counter() - start
+            return out
+        return staticmethod(wrapper)
+
+    guidance.Denoise.run, guidance.Classify.run = timed(originals[0]), timed(originals[1])
+    try:
+        yield spent
+    finally:
+        guidance.Denoise.run, guidance.Classify.run = (staticmethod(originals[0]), staticmethod(originals[1]))
+
+
+def with_overhead(fn, repeats: int) -> tuple[float, float]:
+    """(median total seconds, median total / time inside network calls)."""
+    fn()
+    totals, ratios = [], []
+    for _ in range(repeats):
+        with network_timer() as spent:
+            start = time.perf_counter()
+            fn()
+            total = time.perf_counter() - start
+        totals.append(total)
+        ratios.append(total / spent[0])
+    return statistics.median(totals), statistics.median(ratios)
+
+
+# ---- networks -------------------------------------------------------------------------------------------
+
+def flops_per_sample(net, classifier: bool = False, backward: bool = False) -> float:
+    x = torch.randn(4, *IMAGE_SHAPE, requires_grad=backward)
+    with FlopCounterMode(display=False) as counter:
+        out = net(x, 1.0) if classifier else net(x, 1.0, torch.full((4,), 3))
+        if backward:
+            out.log_softmax(1)[:, 3].sum().backward()
+    return counter.get_total_flops() / 4
+
+
+def network_rows(models: Models, peak: float, repeats: int) -> list[dict]:
+    rows = []
+    for name in ("net", "weak_net", "classifier"):
+        net = getattr(models, name)
+        is_classifier = name == "classifier"
+        flops = flops_per_sample(net, is_classifier)
+        for batch in (8, 56):
+            x = torch.randn(batch, *IMAGE_SHAPE, device=models.device)
+            label = torch.full((batch,), 3, device=models.device)
+            with torch.no_grad():
+                t = median_seconds(lambda: net(x, 1.0) if is_classifier else net(x, 1.0, label), repeats * 3)
+            rows.append({"network": name, "parameters": sum(p.numel() for p in net.parameters()),
+                         "mflop_per_sample": flops / 1e6, "batch": batch, "ms_per_sample": 1e3 * t / batch,
+                         "gflops": flops * batch / t / 1e9, "fraction_of_peak": flops * batch / t / 1e9 / peak})
+    return rows
+
+
+# ---- methods alone ---------------------------------------------------------------------------------------
+
+def call_times(models: Models, batch: int, repeats: int) -> dict[str, float]:
+    """Seconds per call of each network as the methods use it at this batch (for the predicted ratios)."""
+    x = torch.randn(batch, *IMAGE_SHAPE, device=models.device)
+    x2 = torch.cat([x, x])
+    label = torch.full((batch,), 3, device=models.device)
+    label2 = torch.cat([label, torch.full_like(label, NULL_LABEL)])
+    r = repeats * 3
+    with torch.no_grad():
+        out = {"net": median_seconds(lambda: models.net(x, 1.0, label), r),
+               "net_pair": median_seconds(lambda: models.net(x2, 1.0, label2), r),
+               "weak": median_seconds(lambda: models.weak_net(x, 1.0, label), r),
+               "classifier": median_seconds(lambda: guidance.Classify.run(models.classifier, x, 1.0, label, False), r)}
+    out["classifier_grad"] = median_seconds(lambda: guidance.Classify.run(models.classifier, x, 1.0, label, True), r)
+    return out
+
+
+def method_rows(models: Models, base: Request, repeats: int) -> list[dict]:
+    calls = call_times(models, base.num_samples, repeats)
+    predicted = {"unguided": calls["net"], "cfg": calls["net_pair"], "autoguidance": calls["net"] + calls["weak"],
+                 "classifier": calls["net"] + calls["classifier_grad"],
+                 "gfcg": calls["net_pair"] + calls["classifier"]}
+    rows = []
+    for method in METHODS:
+        request = replace(base, method=method)
+        seconds, overhead = with_overhead(lambda: generate_final(models, request), repeats)
+        rows.append({"method": method, "nfe_per_sample": ex.nfe(request), "seconds": seconds,
+                     "sampler_overhead": overhead, "predicted_ratio": predicted[method] / predicted["unguided"]})
+    for row in rows:
+        row["ratio_to_unguided"] = row["seconds"] / rows[0]["seconds"]
+    return rows
+
+
+# ---- the app's comparison ---------------------------------------------------------------------------------
+
+def app_comparison(models: Models, base: Request, folder: Path) -> dict:
+    """What Generate computes and renders, from an empty cache: 5 methods together + gallery and grid PNGs."""
+    explorer = ex.Explorer(models)
+    runs = explorer.compare(base)
+    for run in runs.values():
+        for image, _ in ex.gallery(run):
+            render.save_png(image, folder)
+    render.save_png(ex.comparison_grid(runs, base), folder)
+    ex.summary(runs)
+    return runs
+
+
+def comparison_rows(models: Models, base: Request, repeats: int) -> dict:
+    out = {}
+    folder = Path(tempfile.mkdtemp(prefix="guidance_lab_bench_"))
+    out["together_seconds"], out["together_overhead"] = with_overhead(
+        lambda: app_comparison(models, base, folder), repeats)
+    out["one_after_another_seconds"] = median_seconds(
+        lambda: [ex.run_method(models, replace(base, method=m)) for m in METHODS], repeats)
+    explorer = ex.Explorer(models)
+    runs = explorer.compare(base)
+
+    def change_w():
+        explorer.cache.clear()
+        explorer.cache[ex.cache_key(replace(base, method="unguided"))] = runs["unguided"]
+        explorer.compare(replace(base, weight=base.weight + 1))
+    out["w_change_seconds"] = median_seconds(change_w, repeats)
+
+    def view():
+        before = explorer.runs_computed
+        ex.animation(runs, 1), ex.step_plots(runs, 1), ex.filmstrip(runs, 1)
+        assert explorer.runs_computed == before
+    out["trajectory_view_seconds"] = median_seconds(view, repeats)
+    import matplotlib.pyplot as plt
+    plt.close("all")
+    return out
+
+
+# ---- the peer: diffusers' DDIM loop -----------------------------------------------------------------------
+
+def diffusers_loop(models: Models, request: Request):
+    """The standard diffusers pipeline loop (DDIMScheduler, eps prediction, CFG by a doubled batch) around
+    the same denoiser. Our D(x; sigma) is wrapped as eps(x_vp, t): sigma_t^2 = (1 - abar_t) / abar_t,
+    x = x_vp / sqrt(abar_t), eps = (x - D) / sigma_t. Returns a function that samples once."""
+    from diffusers import DDIMScheduler
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False)
+    label = torch.full((request.num_samples,), request.label, device=models.device)
+    label2 = torch.cat([label, torch.full_like(label, NULL_LABEL)])
+    scale = 1 + request.weight                          # diffusers' guidance_scale = 1 + w (our convention)
+    cfg = request.method == "cfg"
+
+    @torch.no_grad()
+    def run():
+        scheduler.set_timesteps(request.sampler.num_steps)
+        generator = torch.Generator().manual_seed(request.seed)
+        x = torch.randn(request.num_samples, *IMAGE_SHAPE, generator=generator).to(models.device)
+        x = x * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            abar = scheduler.alphas_cumprod[t].item()
+            sigma = math.sqrt((1 - abar) / abar)
+            x_ve = scheduler.scale_model_input(x, t) / math.sqrt(abar)
+            if cfg:
+                cond, uncond = models.net(torch.cat([x_ve, x_ve]), sigma, label2).chunk(2)
+                denoised = uncond + scale * (cond - uncond)
+            else:
+                denoised = models.net(x_ve, sigma, label)
+            x = scheduler.step((x_ve - denoised) / sigma, t, x).prev_sample
+        return x
+    return run
+
+
+def peer_rows(models: Models, base: Request, repeats: int) -> list[dict] | str:
+    try:
+        import diffusers
+    except ImportError:
+        return "diffusers is not installed (pip install diffusers) - peer baseline skipped"
+    rows = []
+    for method in ("unguided", "cfg"):
+        request = replace(base, method=method)
+        ours = median_seconds(lambda: generate_final(models, request), repeats)
+        peer = median_seconds(diffusers_loop(models, request), repeats)
+        rows.append({"method": method, "ours_seconds": ours, "diffusers_seconds": peer, "ratio": ours / peer,
+                     "diffusers": diffusers.__version__})
+    return rows
+
+
+# ---- things tried -------------------------------------------------------------------------------------------
+
+def tried_rows(models: Models, base: Request, repeats: int) -> list[dict]:
+    rows = []
+    unguided = replace(base, method="unguided")
+    plain = median_seconds(lambda: generate_final(models, unguided), repeats)
+
+    def inference_mode():
+        with torch.inference_mode():
+            generate_final(models, unguided)
+    rows.append({"change": "torch.inference_mode instead of no_grad (unguided)", "baseline_seconds": plain,
+                 "seconds": median_seconds(inference_mode, repeats)})
+    compare = median_seconds(lambda: ex.Explorer(models).compare(base), repeats)
+    nets = (models.net, models.weak_net, models.classifier)
+    for net in nets:
+        net.to(memory_format=torch.channels_last)
+    rows.append({"change": "channels_last weights (comparison)", "baseline_seconds": compare,
+                 "seconds": median_seconds(lambda: ex.Explorer(models).compare(base), repeats)})
+    for net in nets:
+        net.to(memory_format=torch.contiguous_format)
+    if models.device.type == "cpu" and torch.get_num_threads() > 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        rows.append({"change": f"1 thread instead of {threads} (comparison)", "baseline_seconds": compare,
+                     "seconds": median_seconds(lambda: ex.Explorer(models).compare(base), repeats)})
+        torch.set_num_threads(threads)
+    for row in rows:
+        row["speedup"] = row["baseline_seconds"] / row["seconds"]
+    return rows
+
+
+# ---- start-up -----------------------------------------------------------------------------------------------
+
+STARTUP = textwrap.dedent('''
+    import json, os, sys, time
+    t0 = time.perf_counter()
+    import app
+    from demo import explorer as ex
+    from demo.pipeline import Models, Request
+    t1 = time.perf_counter()
+    app.EXPLORER = ex.Explorer(Models.load())
+    t2 = time.perf_counter()
+    blocks = app.serve("127.0.0.1", int(sys.argv[1]), block=False)
+    t3 = time.perf_counter()
+    app.EXPLORER.compare(Request(label=3))
+    t4 = time.perf_counter()
+    app.EXPLORER.compare(Request(label=3, seed=1))
+    t5 = time.perf_counter()
+    rss = next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmRSS:")) \\
+        if os.path.exists("/proc/self/status") else float("nan")
+    blocks.close()
+    print(json.dumps({"imports_seconds": t1 - t0, "weights_seconds": t2 - t1, "ui_and_server_seconds": t3 - t2,
+                      "ready_after_imports_seconds": t3 - t1, "first_comparison_seconds": t4 - t3,
+                      "second_comparison_seconds": t5 - t4, "rss_mb_after_a_comparison": rss}))
+''')
+
+
+def startup(repeats: int) -> dict:
+    import socket
+    results = []
+    for _ in range(repeats):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        out = subprocess.run([sys.executable, "-c", STARTUP, str(port)], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300, env={**__import__("os").environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+        if out.returncode != 0:
+            return {"error": out.stderr[-2000:]}
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
+# ---- report ---------------------------------------------------------------------------------------------------
+
+def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """columns: (key, header, format)."""
+    widths = [max(len(h), 10) for _, h, _ in columns]
+    lines = ["  ".join(h.rjust(w) for (_, h, _), w in zip(columns, widths))]
+    for row in rows:
+        lines.append("  ".join(format(row[k], f).rjust(w) for (k, _, f), w in zip(columns, widths)))
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--weight", type=float, default=3.0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="3 repeats, no start-up measurement")
     parser.add_argument("--out", type=Path, default=ASSETS / "bench.json")
     args = parser.parse_args()
+    repeats = 3 if args.quick else args.repeats
     device = torch.device(args.device)
     models = Models.load(device=device)
     base = Request(label=3, weight=args.weight, num_samples=args.samples, seed=0,
                    sampler=SamplerConfig(num_steps=args.steps))
-    rows = []
-    for method in METHODS:
-        request = replace(base, method=method)
-        final_s = median_seconds(lambda: generate_final(models, request), args.repeats)
-        recorded_s = median_seconds(lambda: run_method(models, request), args.repeats)
-        rows.append({"method": method, "nfe_per_sample": nfe(request), "seconds": final_s,
-                     "seconds_with_trajectory": recorded_s})
-    unguided = rows[0]["seconds"]
-    comparison = sum(r["seconds_with_trajectory"] for r in rows)
-    print(f"device: {device_name(device)}; torch {torch.__version__}; {args.samples} samples x {args.steps} DDIM "
-          f"steps, w = {args.weight:g}, median of {args.repeats}")
-    print(f"{'method':<14}{'NFE/sample':>11}{'time (s)':>10}{'x unguided':>12}{'with trajectory (s)':>21}")
-    for r in rows:
-        r["ratio_to_unguided"] = r["seconds"] / unguided
-        print(f"{r['method']:<14}{r['nfe_per_sample']:>11}{r['seconds']:>10.3f}{r['ratio_to_unguided']:>12.2f}"
-              f"{r['seconds_with_trajectory']:>21.3f}")
-    print(f"full comparison (5 methods, trajectories recorded, sequential): {comparison:.3f} s")
+    report = {"device": device_name(device), "torch": torch.__version__, "samples": args.samples,
+              "steps": args.steps, "weight": args.weight, "repeats": repeats}
+    print(f"device: {report['device']}; torch {torch.__version__}; {args.samples} samples x {args.steps} DDIM "
+          f"steps, w = {args.weight:g}; medians of {repeats}\n")
+
+    report["matmul_peak_gflops"] = peak = matmul_peak(device, repeats)
+    print(f"machine: fp32 matmul 2048^3 sustains {peak:.0f} GFLOP/s (the 'peak' below)\n")
+
+    report["networks"] = rows = network_rows(models, peak, repeats)
+    print("networks (forward, no grad):")
+    print(table(rows, [("network", "network", ""), ("parameters", "params", "d"), ("mflop_per_sample", "MFLOP/sample",
+                       ".1f"), ("batch", "batch", "d"), ("ms_per_sample", "ms/sample", ".3f"), ("gflops", "GFLOP/s",
+                       ".0f"), ("fraction_of_peak", "of peak", ".0%")]) + "\n")
+
+    report["methods"] = rows = method_rows(models, base, repeats)
+    print("each method alone (final samples only):")
+    print(table(rows, [("method", "method", ""), ("nfe_per_sample", "NFE/sample", "d"), ("seconds", "time (s)", ".3f"),
+                       ("ratio_to_unguided", "x unguided", ".2f"), ("predicted_ratio", "x predicted", ".2f"),
+                       ("sampler_overhead", "total/network", ".2f")]) + "\n")
+
+    report["comparison"] = c = comparison_rows(models, base, repeats)
+    print(f"the app's comparison (5 methods x {args.samples} samples x {args.steps} steps, trajectories, pictures):")
+    print(f"  all methods sampled together   {c['together_seconds']:.3f} s   (total/network {c['together_overhead']:.2f})")
+    print(f"  one method after another       {c['one_after_another_seconds']:.3f} s   "
+          f"(together is {c['one_after_another_seconds'] / c['together_seconds']:.2f}x faster)")
+    print(f"  change only w (unguided cached) {c['w_change_seconds']:.3f} s")
+    print(f"  change only the viewed sample  {c['trajectory_view_seconds']:.3f} s (recomputes nothing: GIF, plots)\n")
+
+    report["peer"] = rows = peer_rows(models, base, repeats)
+    print("peer baseline: the same denoiser in diffusers' DDIMScheduler loop, same steps and batch:")
+    print(rows if isinstance(rows, str) else table(rows, [("method", "method", ""), ("ours_seconds", "ours (s)", ".3f"),
+                                                          ("diffusers_seconds", "diffusers (s)", ".3f"),
+                                                          ("ratio", "ours/peer", ".2f")]))
+    print()
+    report["tried"] = rows = tried_rows(models, base, repeats)
+    print("tried:")
+    print(table(rows, [("change", "change", "<52"), ("baseline_seconds", "before (s)", ".3f"),
+                       ("seconds", "after (s)", ".3f"), ("speedup", "speed-up", ".2f")]) + "\n")
+
+    if not args.quick and device.type == "cpu":
+        report["startup"] = s = startup(3)
+        print("start-up of app.py in a fresh process (median of 3):")
+        print("  " + ("\n  ".join(f"{k:32s} {v:.2f}" for k, v in s.items()) if "error" not in s else s["error"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": device_name(device), "torch": torch.__version__,
-                                    "samples": args.samples, "steps": args.steps, "weight": args.weight,
-                                    "repeats": args.repeats, "methods": rows,
-                                    "full_comparison_seconds": comparison}, indent=2) + "\n")
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten: {args.out}")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ SIGMA_DATA = 0.5                    # std of the data in [-1, 1] pixel units (ED
 @dataclass(frozen=True)
 class UNetConfig:
     """Class-conditional U-Net behind EDM preconditioning: D(x, sigma, label)."""
-    channels: tuple[int, ...] = (32, 64, 64)   # feature channels at 28x28, 14x14, 7x7
+    channels: tuple[int, ...] = (32, 64)       # feature channels per level (28/patch, then halved per level)
     emb_dim: int = 128                         # noise-level + class embedding width
+    patch: int = 2                             # p x p pixel blocks -> channels first (space-to-depth)
     num_classes: int = NUM_CLASSES             # the embedding has one more row: NULL_LABEL
     dropout: float = 0.0
     sigma_data: float = SIGMA_DATA
@@ -27,8 +28,9 @@ class UNetConfig:
 @dataclass(frozen=True)
 class ClassifierConfig:
     """Noisy classifier p(label | x, sigma): the encoder half of the U-Net plus a linear head."""
-    channels: tuple[int, ...] = (32, 64, 64)
+    channels: tuple[int, ...] = (32, 64)
     emb_dim: int = 128
+    patch: int = 2
     num_classes: int = NUM_CLASSES
     sigma_data: float = SIGMA_DATA
 

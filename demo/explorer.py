@@ -7,8 +7,10 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -16,14 +18,16 @@ from PIL import Image
 
 from . import render
 from .config import CLASS_NAMES, LIMITS, METHODS, PRESETS, Interval, SamplerConfig
-from .guidance import effective_weight, nfe_per_sample
+from .guidance import NFE_PER_STEP, effective_weight, nfe_per_sample
 from .metrics import mean_pairwise_distance
-from .pipeline import Models, Request, RequestError, classify, features, generate, parse_float, parse_int
+from .pipeline import Models, Request, classify, features, generate_together, parse_float, parse_int
 from .schedule import karras_sigmas
 
+T = TypeVar("T")
 NUM_FRAMES = 41            # trajectory states kept per run (evenly spaced, first and last included)
 FILMSTRIP_COLUMNS = 10
 SWEEP_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+MAX_ROWS = 512             # denoiser rows per batched call when runs are sampled together (bounds memory)
 
 
 def parse_request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo=None, sigma_hi=None,
@@ -60,7 +64,7 @@ class MethodRun:
     frames_denoised: np.ndarray    # (F, B, 28, 28) uint8, guided x0 estimate
     p_target: np.ndarray           # (N + 1, B) p(target | x_t) from the noisy classifier
     guidance_norm: np.ndarray      # (N, B) ||D_w - D||
-    seconds: float
+    seconds: float                 # wall time of the sampling batch this run was part of (shared, in lockstep)
     nfe: int
 
     def captions(self) -> list[str]:
@@ -76,26 +80,55 @@ class MethodRun:
         return self.probs[:, self.request.label].mean().item()
 
 
-def run_method(models: Models, request: Request, num_frames: int = NUM_FRAMES) -> MethodRun:
-    """Drain one trajectory, keeping num_frames evenly spaced states and every per-step scalar."""
-    total = request.sampler.num_steps + 1
+def run_methods_live(models: Models, requests: Sequence[Request], num_frames: int = NUM_FRAMES,
+                     lock: AbstractContextManager = nullcontext()) -> Generator[tuple[int, int], None, list[MethodRun]]:
+    """Sample requests together (one batched network call per round for all of them) and condense each:
+    num_frames evenly spaced states plus every per-step scalar. Yields (steps done, total) after every step,
+    so a caller can report progress or stop; returns the runs. `lock` is held for each step's computation
+    only (never across a yield), so an abandoned run blocks nobody."""
+    total = requests[0].sampler.num_steps + 1
     keep = set(np.unique(np.linspace(0, total - 1, min(num_frames, total)).round().astype(int)).tolist())
-    frames, p_target, norms = [], [], []
+    frames: list[list] = [[] for _ in requests]
+    p_target: list[list] = [[] for _ in requests]
+    norms: list[list] = [[] for _ in requests]
     start = time.perf_counter()
-    for step in generate(models, request, record=True):
-        p_target.append(step.p_target.cpu())
-        if step.sigma > 0:
-            norms.append(step.guidance_norm.cpu())
-        if step.index in keep:
-            frames.append((step.index, step.sigma, render.noisy_to_uint8(step.x, step.sigma),
-                           render.to_uint8(step.denoised)))
+    trajectory = generate_together(models, requests, record=True)
+    for _ in range(total):
+        with lock:
+            steps = next(trajectory)
+        for k, step in enumerate(steps):
+            p_target[k].append(step.p_target.cpu())
+            if step.sigma > 0:
+                norms[k].append(step.guidance_norm.cpu())
+            if step.index in keep:
+                frames[k].append((step.index, step.sigma, render.noisy_to_uint8(step.x, step.sigma),
+                                  render.to_uint8(step.denoised)))
+        yield steps[0].index + 1, total
     seconds = time.perf_counter() - start
-    samples = step.x.cpu()
-    return MethodRun(request, samples, classify(models, samples), np.array([f[0] for f in frames]),
-                     np.array([f[1] for f in frames]), np.stack([f[2] for f in frames]),
-                     np.stack([f[3] for f in frames]), torch.stack(p_target).numpy(),
-                     torch.stack(norms).numpy() if norms else np.zeros((0, request.num_samples)), seconds,
-                     nfe(request))
+    samples = [step.x.cpu() for step in steps]
+    probs = classify(models, torch.cat(samples)).split([len(x) for x in samples])
+    return [MethodRun(r, x, pr, np.array([f[0] for f in fr]), np.array([f[1] for f in fr]),
+                      np.stack([f[2] for f in fr]), np.stack([f[3] for f in fr]), torch.stack(pt).numpy(),
+                      torch.stack(nm).numpy() if nm else np.zeros((0, r.num_samples)), seconds, nfe(r))
+            for r, x, pr, fr, pt, nm in zip(requests, samples, probs, frames, p_target, norms)]
+
+
+def drain(live: Generator[object, None, T]) -> T:
+    """Run a live computation to the end and return its result."""
+    while True:
+        try:
+            next(live)
+        except StopIteration as done:
+            return done.value
+
+
+def run_methods(models: Models, requests: Sequence[Request], num_frames: int = NUM_FRAMES) -> list[MethodRun]:
+    return drain(run_methods_live(models, requests, num_frames))
+
+
+def run_method(models: Models, request: Request, num_frames: int = NUM_FRAMES) -> MethodRun:
+    """One request alone."""
+    return run_methods(models, [request], num_frames)[0]
 
 
 def cache_key(request: Request) -> Request:
@@ -125,41 +158,77 @@ class Explorer:
         return None
 
     def run(self, request: Request) -> MethodRun:
-        hit = self.cached(request)
-        if hit is not None:
-            return hit
-        with self.compute_lock:
-            hit = self.cached(request)
-            if hit is not None:
-                return hit
-            result = run_method(self.models, cache_key(request))
-            self.runs_computed += 1
-        with self.lock:
-            self.cache[cache_key(request)] = result
-            while len(self.cache) > self.cache_size:
-                self.cache.popitem(last=False)
-        return result
+        return self.run_many([request])[0]
 
-    def compare(self, base: Request, methods: Sequence[str] = METHODS) -> Iterator[tuple[str, MethodRun]]:
-        """Every method with the same seed and settings; yields as each finishes."""
-        for method in methods:
-            yield method, self.run(replace(base, method=method))
+    def run_many(self, requests: Sequence[Request]) -> list[MethodRun]:
+        return drain(self.run_many_live(requests))
+
+    def run_many_live(self, requests: Sequence[Request]) -> Generator[tuple[int, int], None, list[MethodRun]]:
+        """Cached runs where possible; the rest sampled together in groups of at most MAX_ROWS denoiser rows,
+        one step at a time under the compute lock (the CPU has no spare cores). Yields progress per step."""
+        missing = list(dict.fromkeys(cache_key(r) for r in requests if self.cached(r) is None))
+        fresh = {}
+        for group in batches(missing):
+            runs = yield from run_methods_live(self.models, group, lock=self.compute_lock)
+            fresh.update(zip(group, runs))
+            with self.lock:
+                self.runs_computed += len(group)
+                for key, run in zip(group, runs):
+                    self.cache[key] = run
+                    self.cache.move_to_end(key)
+                while len(self.cache) > self.cache_size:
+                    self.cache.popitem(last=False)
+        return [fresh.get(cache_key(r)) or self.cached(r) for r in requests]
+
+    def compare_live(self, base: Request, methods: Sequence[str] = METHODS
+                     ) -> Generator[tuple[int, int], None, dict[str, MethodRun]]:
+        """Every method with the same seed and settings, sampled together; yields progress per step."""
+        runs = yield from self.run_many_live([replace(base, method=m) for m in methods])
+        return dict(zip(methods, runs))
+
+    def compare(self, base: Request, methods: Sequence[str] = METHODS) -> dict[str, MethodRun]:
+        return drain(self.compare_live(base, methods))
+
+    def sweep_live(self, base: Request, methods: Sequence[str] = METHODS[1:], weights: Sequence[float] = SWEEP_WEIGHTS
+                   ) -> Generator[tuple[int, int], None, list[tuple[str, float, MethodRun]]]:
+        keys = [(m, w) for m in methods for w in weights]
+        runs = yield from self.run_many_live([replace(base, method=m, weight=w) for m, w in keys])
+        return [(m, w, run) for (m, w), run in zip(keys, runs)]
 
     def sweep(self, base: Request, methods: Sequence[str] = METHODS[1:], weights: Sequence[float] = SWEEP_WEIGHTS
-              ) -> Iterator[tuple[str, float, MethodRun]]:
-        for method in methods:
-            for weight in weights:
-                yield method, weight, self.run(replace(base, method=method, weight=weight))
+              ) -> list[tuple[str, float, MethodRun]]:
+        return drain(self.sweep_live(base, methods, weights))
+
+
+def batches(requests: list[Request], max_rows: int = MAX_ROWS) -> list[list[Request]]:
+    """Split requests (in order) into groups whose denoiser rows per step (samples x NFE) stay <= max_rows,
+    which bounds memory; one request larger than that is a group of its own."""
+    groups: list[list[Request]] = []
+    rows = 0
+    for request in requests:
+        size = request.num_samples * max(NFE_PER_STEP[request.method], 1)
+        if groups and rows + size <= max_rows:
+            groups[-1].append(request)
+            rows += size
+        else:
+            groups.append([request])
+            rows = size
+    return groups
 
 
 def summary(runs: dict[str, MethodRun]) -> str:
     """Markdown table: evaluation-classifier accuracy and confidence, cost."""
-    lines = ["| method | accuracy | mean p(target) | NFE / sample | time |", "|---|---|---|---|---|"]
+    lines = ["| method | accuracy | mean p(target) | NFE / sample |", "|---|---|---|---|"]
     for method, run in runs.items():
-        lines.append(f"| {PRESETS[method].title} | {run.accuracy():.0%} | {run.confidence():.2f} | {run.nfe} | "
-                     f"{run.seconds:.2f} s |")
+        lines.append(f"| {PRESETS[method].title} | {run.accuracy():.0%} | {run.confidence():.2f} | {run.nfe} |")
+    batches = {}
+    for run in runs.values():                    # runs sampled together share their wall time
+        batches.setdefault(run.seconds, []).append(run)
+    timing = " + ".join(f"{seconds:.2f} s ({len(group)} run{'s' * (len(group) > 1)})"
+                        for seconds, group in batches.items())
     return "\n".join(lines) + "\n\nAccuracy and confidence: the separate evaluation classifier. " \
-        "Times are for fresh runs; cached runs are reused when only the view or w changes."
+        f"Sampling time: {timing}; methods computed together share one batched network call per step, " \
+        "and runs are cached, so changing only w or the view recomputes nothing else."
 
 
 # ---- pictures -------------------------------------------------------------------------------------------

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from . import checkpoints
 from .config import IMAGE_SHAPE, LIMITS, METHODS, NUM_CLASSES, Interval, SamplerConfig
-from .guidance import make_guidance
-from .sampling import SAMPLERS, NoiseSource, Step, final, sample
+from .guidance import Guidance, Prediction, evaluate_together, make_guidance
+from .sampling import SAMPLERS, ConcatNoise, NoiseSource, Step, final, sample, split
 from .schedule import karras_sigmas
 
 
@@ -114,35 +115,67 @@ class Request:
         object.__setattr__(self, "weight", float(self.weight))
 
 
+class GuidedRun(NamedTuple):
+    """One run inside a batch sampled together: its guidance, a class per sample (B,) and its seed."""
+    guidance: Guidance
+    labels: Tensor
+    seed: int
+
+
+def sample_runs(models: Models, runs: Sequence[GuidedRun], sampler: SamplerConfig = SamplerConfig(),
+                record: bool = True) -> Iterator[Step]:
+    """Sample several runs side by side in lockstep through the one sampler loop: per step, each network is
+    called once on every row asked of it (guidance.evaluate_together). Steps hold all runs concatenated
+    along the batch (split them with sampling.split); `record` adds p(label | x, sigma) per step.
+
+    Each run's noise comes from its own seed, so a run gives the same samples alone or in company (up to
+    float rounding of the larger batch). Not validated: `generate` is the checked entry point.
+    """
+    labels = [run.labels.to(models.device) for run in runs]
+    sizes = [len(label) for label in labels]
+    all_labels = torch.cat(labels)
+    sigmas = karras_sigmas(sampler.num_steps, sampler.sigma_min, sampler.sigma_max, sampler.rho)
+    noise = ConcatNoise([NoiseSource(run.seed, size, models.device) for run, size in zip(runs, sizes)])
+    probe = models.classifier if record else None
+
+    @torch.no_grad()
+    def denoise(x: Tensor, sigma: float) -> Prediction:
+        evaluations = [run.guidance.evaluate(models.net, part, sigma, label, probe)
+                       for run, part, label in zip(runs, x.split(sizes), labels)]
+        return Prediction.cat(evaluate_together(evaluations, sigma))
+
+    @torch.no_grad()
+    def final_probe(x: Tensor, sigma: float) -> Tensor:
+        return models.classifier(x, sigma).softmax(dim=1).gather(1, all_labels[:, None])[:, 0]
+
+    return sample(denoise, sigmas, noise, IMAGE_SHAPE, sampler.sampler, sampler.clip_denoised,
+                  final_probe if record else None)
+
+
 def sample_labels(models: Models, method: str, weight: float, labels: Tensor, seed: int,
                   sampler: SamplerConfig = SamplerConfig(), interval: Interval = Interval(),
                   record: bool = True) -> Iterator[Step]:
-    """The trajectory of one guided run with a label per sample (B,); `record` adds p(label | x, sigma) per step.
-
-    Not validated: `generate` is the checked entry point; evaluation calls this for many classes at once.
-    """
-    labels = labels.to(models.device)
+    """The trajectory of one guided run with a label per sample (B,) (evaluation: many classes at once)."""
     guidance = make_guidance(method, weight, interval, **models.guidance_models())
-    sigmas = karras_sigmas(sampler.num_steps, sampler.sigma_min, sampler.sigma_max, sampler.rho)
-    noise = NoiseSource(seed, len(labels), models.device)
+    return sample_runs(models, [GuidedRun(guidance, labels, seed)], sampler, record)
 
-    @torch.no_grad()
-    def denoise(x: Tensor, sigma: float):
-        return guidance(models.net, x, sigma, labels)
 
-    @torch.no_grad()
-    def probe(x: Tensor, sigma: float) -> Tensor:
-        return models.classifier(x, sigma).softmax(dim=1).gather(1, labels[:, None])[:, 0]
-
-    return sample(denoise, sigmas, noise, IMAGE_SHAPE, sampler.sampler, sampler.clip_denoised,
-                  probe if record else None)
+def generate_together(models: Models, requests: Sequence[Request], record: bool = True) -> Iterator[list[Step]]:
+    """Validated requests sharing one sampler configuration, sampled together; yields per step one Step per
+    request. This is how a comparison runs all its methods at once."""
+    if not requests:
+        return iter(())
+    if any(r.sampler != requests[0].sampler for r in requests):
+        raise RequestError("requests sampled together must share the sampler settings (steps, sampler)")
+    runs = [GuidedRun(make_guidance(r.method, r.weight, r.interval, **models.guidance_models()),
+                      torch.full((r.num_samples,), r.label, dtype=torch.long), r.seed) for r in requests]
+    sizes = [r.num_samples for r in requests]
+    return (split(step, sizes) for step in sample_runs(models, runs, requests[0].sampler, record))
 
 
 def generate(models: Models, request: Request, record: bool = True) -> Iterator[Step]:
     """Yield the trajectory of one validated request (num_steps + 1 Steps)."""
-    labels = torch.full((request.num_samples,), request.label, dtype=torch.long)
-    return sample_labels(models, request.method, request.weight, labels, request.seed, request.sampler,
-                         request.interval, record)
+    return (steps[0] for steps in generate_together(models, [request], record))
 
 
 def generate_final(models: Models, request: Request) -> Tensor:

@@ -73,14 +73,14 @@ class Job:
 
 
 JOBS: dict[str, Job] = {
-    "denoiser": Job(lambda: Denoiser(UNetConfig(channels=(24, 48, 96))), denoiser_loss,
-                    TrainConfig(iterations=5000, batch_size=64, lr=1e-3, seed=1),
+    "denoiser": Job(lambda: Denoiser(UNetConfig(channels=(32, 64), patch=2)), denoiser_loss,
+                    TrainConfig(iterations=6000, batch_size=128, lr=1e-3, seed=1),
                     "main class-conditional denoiser D(x, sigma, label)"),
-    "weak_denoiser": Job(lambda: Denoiser(UNetConfig(channels=(16, 32, 48), emb_dim=64)), denoiser_loss,
-                         TrainConfig(iterations=1250, batch_size=64, lr=1e-3, ema_halflife=150, seed=2),
-                         "autoguidance guide: ~1/3 the parameters, trained 1/4 as long (Karras et al. 2024)"),
-    "classifier": Job(lambda: NoisyClassifier(ClassifierConfig(channels=(24, 48, 96))), classifier_loss,
-                      TrainConfig(iterations=1500, batch_size=128, lr=1e-3, p_std=1.8, seed=3),
+    "weak_denoiser": Job(lambda: Denoiser(UNetConfig(channels=(16, 32), emb_dim=64, patch=2)), denoiser_loss,
+                         TrainConfig(iterations=1500, batch_size=128, lr=1e-3, ema_halflife=150, seed=2),
+                         "autoguidance guide: ~1/4 the parameters, trained 1/4 as long (Karras et al. 2024)"),
+    "classifier": Job(lambda: NoisyClassifier(ClassifierConfig(channels=(32, 64), patch=2)), classifier_loss,
+                      TrainConfig(iterations=2000, batch_size=128, lr=1e-3, p_std=1.8, seed=3),
                       "noisy classifier p(label | x, sigma) for classifier guidance and GFCG"),
     "eval_classifier": Job(lambda: EvalClassifier(EvalClassifierConfig()), eval_classifier_loss,
                            TrainConfig(iterations=1500, batch_size=128, lr=2e-3, ema_halflife=100, seed=4),

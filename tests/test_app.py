@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import app
 from demo import explorer as ex
 from demo.config import METHODS
+from demo.guidance import NFE_PER_STEP
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = dict(label=3, weight=2.0, num_steps=12, sampler="ddim", num_samples=4, seed=1, sigma_lo=0.0,
@@ -68,6 +72,29 @@ def test_changing_only_w_reuses_the_unguided_run_and_views_recompute_nothing(exp
     assert explorer.runs_computed == before + len(METHODS) - 1
 
 
+def test_comparison_samples_all_methods_together_as_they_would_alone(explorer, models):
+    """Lockstep batching is a speed-up only: each method's samples match its run alone (up to float rounding
+    of the larger batch), and the same comparison twice is bitwise identical."""
+    base = ex.parse_request(*SETTINGS.values())
+    runs = ex.Explorer(models).compare(base)
+    again = ex.Explorer(models).compare(base)
+    for method, run in runs.items():
+        assert torch.equal(run.samples, again[method].samples)
+        alone = ex.run_method(models, replace(base, method=method))
+        torch.testing.assert_close(run.samples, alone.samples, rtol=0, atol=2e-3)
+        np.testing.assert_allclose(run.p_target, alone.p_target, atol=2e-3)
+
+
+def test_long_runs_are_split_into_bounded_batches():
+    base = ex.parse_request(*{**SETTINGS, "num_samples": 64}.values())
+    requests = [replace(base, method=m, weight=w) for m in METHODS for w in (1.0, 2.0)]
+    groups = ex.batches(requests, max_rows=512)
+    assert [r for g in groups for r in g] == requests
+    for group in groups:
+        rows = sum(r.num_samples * max(1, NFE_PER_STEP[r.method]) for r in group)
+        assert rows <= 512 or len(group) == 1
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("label", 10, "class must be between 0 and 9"),
     ("label", -1, "class must be between 0 and 9"),
@@ -94,7 +121,7 @@ def test_bad_input_gets_a_clear_message(explorer, field, value, message):
 
 def test_sweep_handler_draws_every_method_and_weight(explorer):
     before = explorer.runs_computed
-    picture, figure = app.on_sweep(3, 4, "ddim", 2, 0, 0.0, 80.0)
+    picture, figure = drain(app.on_sweep(3, 4, "ddim", 2, 0, 0.0, 80.0))
     guided = len(METHODS) - 1
     assert explorer.runs_computed - before <= guided * (len(ex.SWEEP_WEIGHTS) - 1) + 1   # w = 0 is shared
     with Image.open(picture) as image:

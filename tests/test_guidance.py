@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from demo.config import NULL_LABEL, Interval
-from demo.guidance import GUIDANCE, make_guidance
+from demo.guidance import GUIDANCE, NFE_PER_STEP, evaluate_together, make_guidance
 
 SIGMAS = [0.05, 0.3, 1.0, 4.0]
 WEIGHTS = [0.5, 1.0, 3.0, 7.5]
@@ -161,3 +161,45 @@ def test_guidance_weight_convention_matches_other_code_bases(mixture):
     adm = x - sigma * (eps - w * sigma * grad)
     torch.testing.assert_close(ours, adm)
     assert math.isclose(float((ours - mixture(x, sigma, c)).norm()), float((adm - mixture(x, sigma, c)).norm()))
+
+
+class LoggingNet:
+    """A denoiser or classifier that records the batch size of every call."""
+
+    def __init__(self, net):
+        self.net, self.batches = net, []
+
+    def __call__(self, x, sigma, *label):
+        self.batches.append(len(x))
+        return self.net(x, sigma, *label)
+
+
+@pytest.mark.parametrize("sigma", [0.3, 4.0])
+def test_methods_evaluated_together_equal_each_alone_with_one_call_per_network(mixture, mixture_classifier, sigma):
+    """Lockstep batching (a comparison's five methods in one denoiser call per round) changes nothing but cost."""
+    net, weak, clf = LoggingNet(mixture), LoggingNet(mixture.widened(0.6)), LoggingNet(mixture_classifier)
+    extras = {"classifier": clf, "weak_net": weak}
+    guidances = [make_guidance(m, 2.5, **extras) for m in GUIDANCE]
+    xs = [points(8 + k) * (1 + 0.1 * k) for k in range(len(guidances))]       # different x, sizes, labels
+    cs = [labels(len(x), k % 3) for k, x in enumerate(xs)]
+    alone = [g(mixture, x, sigma, c, probe=mixture_classifier) for g, x, c in zip(guidances, xs, cs)]
+    net.batches.clear(), weak.batches.clear(), clf.batches.clear()
+    together = evaluate_together([g.evaluate(net, x, sigma, c, probe=clf) for g, x, c in zip(guidances, xs, cs)],
+                                 sigma)
+    for a, b in zip(alone, together):
+        torch.testing.assert_close(b.denoised, a.denoised, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(b.p_target, a.p_target, rtol=1e-12, atol=1e-12)
+    rows = {m: len(x) for m, x in zip(GUIDANCE, xs)}
+    denoiser_rows = sum(NFE_PER_STEP[m] * n for m, n in rows.items()) - rows["autoguidance"]   # weak has its own
+    assert net.batches == [denoiser_rows]                                     # ONE call for all five methods
+    assert weak.batches == [rows["autoguidance"]]
+    assert sorted(clf.batches) == sorted([rows["classifier"], sum(rows.values()) - rows["classifier"]])
+
+
+def test_probe_records_p_target_for_every_method(mixture, mixture_classifier):
+    x, c = points(), labels(64, 2)
+    extras = {"classifier": mixture_classifier, "weak_net": mixture.widened(0.6)}
+    expected = mixture_classifier(x, 1.0).softmax(1)[:, 2]
+    for method in GUIDANCE:
+        pred = make_guidance(method, 1.5, **extras)(mixture, x, 1.0, c, probe=mixture_classifier)
+        torch.testing.assert_close(pred.p_target, expected)
