@@ -32,7 +32,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import explorer as ex
-from . import guidance, render
+from . import guidance, pipeline, render
 from .config import IMAGE_SHAPE, METHODS, NULL_LABEL, SamplerConfig
 from .pipeline import Models, Request, generate_final
 
@@ -51,6 +51,27 @@ def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each function, run round-robin (a, b, c, a, b, c, ...) so that drift in the machine's speed
+    (this shared 2-core VM varies by +-20% over minutes) hits every variant alike; compare per-round ratios."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of time(a) / time(b)."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
 def device_name(device: torch.device) -> str:
@@ -157,14 +178,15 @@ def method_rows(models: Models, base: Request, repeats: int) -> list[dict]:
     predicted = {"unguided": calls["net"], "cfg": calls["net_pair"], "autoguidance": calls["net"] + calls["weak"],
                  "classifier": calls["net"] + calls["classifier_grad"],
                  "gfcg": calls["net_pair"] + calls["classifier"]}
+    requests = {m: replace(base, method=m) for m in METHODS}
+    times = interleaved({m: (lambda r=r: generate_final(models, r)) for m, r in requests.items()}, repeats)
     rows = []
-    for method in METHODS:
-        request = replace(base, method=method)
-        seconds, overhead = with_overhead(lambda: generate_final(models, request), repeats)
-        rows.append({"method": method, "nfe_per_sample": ex.nfe(request), "seconds": seconds,
-                     "sampler_overhead": overhead, "predicted_ratio": predicted[method] / predicted["unguided"]})
-    for row in rows:
-        row["ratio_to_unguided"] = row["seconds"] / rows[0]["seconds"]
+    for method, request in requests.items():
+        _, overhead = with_overhead(lambda: generate_final(models, request), max(3, repeats // 2))
+        rows.append({"method": method, "nfe_per_sample": ex.nfe(request), "seconds": statistics.median(times[method]),
+                     "ratio_to_unguided": ratio(times, method, "unguided"), "sampler_overhead": overhead,
+                     "nfe_ratio": ex.nfe(request) / ex.nfe(requests["unguided"]),
+                     "predicted_ratio": predicted[method] / predicted["unguided"]})
     return rows
 
 
@@ -183,12 +205,14 @@ def app_comparison(models: Models, base: Request, folder: Path) -> dict:
 
 
 def comparison_rows(models: Models, base: Request, repeats: int) -> dict:
-    out = {}
     folder = Path(tempfile.mkdtemp(prefix="guidance_lab_bench_"))
-    out["together_seconds"], out["together_overhead"] = with_overhead(
-        lambda: app_comparison(models, base, folder), repeats)
-    out["one_after_another_seconds"] = median_seconds(
-        lambda: [ex.run_method(models, replace(base, method=m)) for m in METHODS], repeats)
+    times = interleaved({"together": lambda: app_comparison(models, base, folder),
+                         "one_after_another": lambda: [ex.run_method(models, replace(base, method=m))
+                                                       for m in METHODS]}, repeats)
+    out = {"together_seconds": statistics.median(times["together"]),
+           "one_after_another_seconds": statistics.median(times["one_after_another"]),
+           "together_speedup": ratio(times, "one_after_another", "together")}
+    _, out["together_overhead"] = with_overhead(lambda: app_comparison(models, base, folder), max(3, repeats // 2))
     explorer = ex.Explorer(models)
     runs = explorer.compare(base)
 
@@ -249,9 +273,10 @@ def peer_rows(models: Models, base: Request, repeats: int) -> list[dict] | str:
     rows = []
     for method in ("unguided", "cfg"):
         request = replace(base, method=method)
-        ours = median_seconds(lambda: generate_final(models, request), repeats)
-        peer = median_seconds(diffusers_loop(models, request), repeats)
-        rows.append({"method": method, "ours_seconds": ours, "diffusers_seconds": peer, "ratio": ours / peer,
+        times = interleaved({"ours": lambda: generate_final(models, request),
+                             "diffusers": diffusers_loop(models, request)}, repeats * 2)
+        rows.append({"method": method, "ours_seconds": statistics.median(times["ours"]),
+                     "diffusers_seconds": statistics.median(times["diffusers"]), "ratio": ratio(times, "ours", "diffusers"),
                      "diffusers": diffusers.__version__})
     return rows
 
@@ -259,32 +284,45 @@ def peer_rows(models: Models, base: Request, repeats: int) -> list[dict] | str:
 # ---- things tried -------------------------------------------------------------------------------------------
 
 def tried_rows(models: Models, base: Request, repeats: int) -> list[dict]:
+    """Each candidate against the shipped setting, interleaved; speed-up = median per-round ratio."""
     rows = []
-    unguided = replace(base, method="unguided")
-    plain = median_seconds(lambda: generate_final(models, unguided), repeats)
 
-    def inference_mode():
-        with torch.inference_mode():
-            generate_final(models, unguided)
-    rows.append({"change": "torch.inference_mode instead of no_grad (unguided)", "baseline_seconds": plain,
-                 "seconds": median_seconds(inference_mode, repeats)})
-    compare = median_seconds(lambda: ex.Explorer(models).compare(base), repeats)
+    def autograd_off(mode):
+        def run():
+            pipeline.NO_AUTOGRAD = mode
+            ex.Explorer(models).compare(base)
+            pipeline.NO_AUTOGRAD = torch.inference_mode
+        return run
+    times = interleaved({"before": autograd_off(torch.no_grad), "after": autograd_off(torch.inference_mode)},
+                        repeats)
+    rows.append(("torch.inference_mode instead of no_grad (comparison)", times))
     nets = (models.net, models.weak_net, models.classifier)
-    for net in nets:
-        net.to(memory_format=torch.channels_last)
-    rows.append({"change": "channels_last weights (comparison)", "baseline_seconds": compare,
-                 "seconds": median_seconds(lambda: ex.Explorer(models).compare(base), repeats)})
-    for net in nets:
-        net.to(memory_format=torch.contiguous_format)
+
+    def layout(fmt):
+        def run():
+            for net in nets:
+                net.to(memory_format=fmt)
+            ex.Explorer(models).compare(base)
+        return run
+    times = interleaved({"before": layout(torch.contiguous_format), "after": layout(torch.channels_last)}, repeats)
+    layout(torch.contiguous_format)
+    rows.append(("channels_last weights (comparison)", times))
     if models.device.type == "cpu" and torch.get_num_threads() > 1:
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        rows.append({"change": f"1 thread instead of {threads} (comparison)", "baseline_seconds": compare,
-                     "seconds": median_seconds(lambda: ex.Explorer(models).compare(base), repeats)})
-        torch.set_num_threads(threads)
-    for row in rows:
-        row["speedup"] = row["baseline_seconds"] / row["seconds"]
-    return rows
+
+        def with_threads(n):
+            def run():
+                torch.set_num_threads(n)
+                ex.Explorer(models).compare(base)
+                torch.set_num_threads(threads)
+            return run
+        times = interleaved({"before": with_threads(threads), "after": with_threads(1)}, repeats)
+        rows.append((f"1 thread instead of {threads} (comparison)", times))
+    times = interleaved({"before": lambda: ex.Explorer(models).compare(base),
+                         "after": lambda: [ex.run_method(models, replace(base, method=m)) for m in METHODS]}, repeats)
+    rows.append(("methods one after another, not together (comparison)", times))
+    return [{"change": change, "baseline_seconds": statistics.median(t["before"]),
+             "seconds": statistics.median(t["after"]), "speedup": ratio(t, "before", "after")} for change, t in rows]
 
 
 # ---- start-up -----------------------------------------------------------------------------------------------
@@ -371,14 +409,15 @@ def main() -> None:
     report["methods"] = rows = method_rows(models, base, repeats)
     print("each method alone (final samples only):")
     print(table(rows, [("method", "method", ""), ("nfe_per_sample", "NFE/sample", "d"), ("seconds", "time (s)", ".3f"),
-                       ("ratio_to_unguided", "x unguided", ".2f"), ("predicted_ratio", "x predicted", ".2f"),
+                       ("ratio_to_unguided", "x unguided", ".2f"), ("nfe_ratio", "NFE ratio", ".2f"),
+                       ("predicted_ratio", "x predicted", ".2f"),
                        ("sampler_overhead", "total/network", ".2f")]) + "\n")
 
     report["comparison"] = c = comparison_rows(models, base, repeats)
     print(f"the app's comparison (5 methods x {args.samples} samples x {args.steps} steps, trajectories, pictures):")
     print(f"  all methods sampled together   {c['together_seconds']:.3f} s   (total/network {c['together_overhead']:.2f})")
     print(f"  one method after another       {c['one_after_another_seconds']:.3f} s   "
-          f"(together is {c['one_after_another_seconds'] / c['together_seconds']:.2f}x faster)")
+          f"(together is {c['together_speedup']:.2f}x faster, median per-round ratio)")
     print(f"  change only w (unguided cached) {c['w_change_seconds']:.3f} s")
     print(f"  change only the viewed sample  {c['trajectory_view_seconds']:.3f} s (recomputes nothing: GIF, plots)\n")
 

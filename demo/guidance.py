@@ -90,10 +90,10 @@ class Classify(NamedTuple):
     def run(model, x: Tensor, sigma: float, label: Tensor, grad: bool) -> tuple[Tensor, ...]:
         if not grad:
             return (model(x, sigma).softmax(dim=1),)
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_(True)
+        with torch.inference_mode(False), torch.enable_grad():     # the sampler runs in inference mode
+            x_in = x.clone().requires_grad_(True)                   # normal tensors that autograd may track
             logits = model(x_in, sigma)
-            log_p = logits.log_softmax(dim=1).gather(1, label[:, None])[:, 0]
+            log_p = logits.log_softmax(dim=1).gather(1, label.clone()[:, None])[:, 0]
             (g,) = torch.autograd.grad(log_p.sum(), x_in)     # rows are independent: one backward for all
         return logits.detach().softmax(dim=1), g
 

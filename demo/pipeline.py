@@ -115,6 +115,11 @@ class Request:
         object.__setattr__(self, "weight", float(self.weight))
 
 
+# How sampling turns autograd off: inference mode measured ~5% faster than no_grad on the CPU
+# (`python -m demo.bench`, "tried"); classifier guidance re-enables autograd for its own gradient only.
+NO_AUTOGRAD = torch.inference_mode
+
+
 class GuidedRun(NamedTuple):
     """One run inside a batch sampled together: its guidance, a class per sample (B,) and its seed."""
     guidance: Guidance
@@ -138,15 +143,15 @@ def sample_runs(models: Models, runs: Sequence[GuidedRun], sampler: SamplerConfi
     noise = ConcatNoise([NoiseSource(run.seed, size, models.device) for run, size in zip(runs, sizes)])
     probe = models.classifier if record else None
 
-    @torch.no_grad()
     def denoise(x: Tensor, sigma: float) -> Prediction:
-        evaluations = [run.guidance.evaluate(models.net, part, sigma, label, probe)
-                       for run, part, label in zip(runs, x.split(sizes), labels)]
-        return Prediction.cat(evaluate_together(evaluations, sigma))
+        with NO_AUTOGRAD():
+            evaluations = [run.guidance.evaluate(models.net, part, sigma, label, probe)
+                           for run, part, label in zip(runs, x.split(sizes), labels)]
+            return Prediction.cat(evaluate_together(evaluations, sigma))
 
-    @torch.no_grad()
     def final_probe(x: Tensor, sigma: float) -> Tensor:
-        return models.classifier(x, sigma).softmax(dim=1).gather(1, all_labels[:, None])[:, 0]
+        with NO_AUTOGRAD():
+            return models.classifier(x, sigma).softmax(dim=1).gather(1, all_labels[:, None])[:, 0]
 
     return sample(denoise, sigmas, noise, IMAGE_SHAPE, sampler.sampler, sampler.clip_denoised,
                   final_probe if record else None)

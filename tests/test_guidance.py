@@ -203,3 +203,13 @@ def test_probe_records_p_target_for_every_method(mixture, mixture_classifier):
     for method in GUIDANCE:
         pred = make_guidance(method, 1.5, **extras)(mixture, x, 1.0, c, probe=mixture_classifier)
         torch.testing.assert_close(pred.p_target, expected)
+
+
+def test_classifier_guidance_gradient_works_in_inference_mode(mixture, mixture_classifier):
+    """The sampler runs in torch.inference_mode; classifier guidance still gets its exact gradient."""
+    x, c = points(), labels(64, 2)
+    guidance = make_guidance("classifier", 2.0, classifier=mixture_classifier)
+    outside = guidance(mixture, x, 0.8, c)
+    with torch.inference_mode():
+        inside = evaluate_together([guidance.evaluate(mixture, x.clone(), 0.8, c.clone())] * 1, 0.8)[0]
+    torch.testing.assert_close(inside.denoised, outside.denoised, rtol=0, atol=0)
