@@ -211,6 +211,7 @@ def comparison_rows(models: Models, base: Request, repeats: int) -> dict:
                                                        for m in METHODS]}, repeats)
     out = {"together_seconds": statistics.median(times["together"]),
            "one_after_another_seconds": statistics.median(times["one_after_another"]),
+           "together_min_seconds": min(times["together"]), "together_max_seconds": max(times["together"]),
            "together_speedup": ratio(times, "one_after_another", "together")}
     _, out["together_overhead"] = with_overhead(lambda: app_comparison(models, base, folder), max(3, repeats // 2))
     explorer = ex.Explorer(models)
@@ -415,7 +416,8 @@ def main() -> None:
 
     report["comparison"] = c = comparison_rows(models, base, repeats)
     print(f"the app's comparison (5 methods x {args.samples} samples x {args.steps} steps, trajectories, pictures):")
-    print(f"  all methods sampled together   {c['together_seconds']:.3f} s   (total/network {c['together_overhead']:.2f})")
+    print(f"  all methods sampled together   {c['together_seconds']:.3f} s   (total/network {c['together_overhead']:.2f}; "
+          f"range {c['together_min_seconds']:.2f}-{c['together_max_seconds']:.2f} s)")
     print(f"  one method after another       {c['one_after_another_seconds']:.3f} s   "
           f"(together is {c['together_speedup']:.2f}x faster, median per-round ratio)")
     print(f"  change only w (unguided cached) {c['w_change_seconds']:.3f} s")

@@ -249,7 +249,7 @@ def comparison_grid(runs: dict[str, MethodRun], base: Request) -> Image.Image:
         f", interval ({base.interval.sigma_lo:g}, {base.interval.sigma_hi:g}]"
     title = (f"{CLASS_NAMES[base.label]}, w = {base.weight:g}, seed {base.seed}, {base.sampler.num_steps} "
              f"{base.sampler.sampler} steps{interval}")
-    return render.grid(rows, labels, label_width=190, title=title)
+    return render.grid(rows, labels, label_width=225, title=title)
 
 
 def filmstrip(runs: dict[str, MethodRun], index: int, columns: int = FILMSTRIP_COLUMNS) -> Image.Image:
