@@ -22,6 +22,7 @@ from demo import explorer as ex  # noqa: E402
 from demo import render  # noqa: E402
 from demo import toy_lab  # noqa: E402
 from demo.checkpoints import WEIGHTS_DIR  # noqa: E402
+from demo.compute import COMPUTE, on_compute_thread  # noqa: E402
 from demo.config import CLASS_NAMES, LIMITS, METHODS, PRESETS  # noqa: E402
 from demo.evaluate import saved_results  # noqa: E402
 from demo.pipeline import Models, Request, RequestError  # noqa: E402
@@ -72,6 +73,7 @@ def _follow(live, progress, desc: str, num_outputs: int):
 
 
 @gpu
+@on_compute_thread
 def on_compare(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi,
                progress=gr.Progress()):
     """Sample every method with the same seed, all together (one batched network call per step)."""
@@ -84,6 +86,7 @@ def on_compare(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, s
     yield *galleries, ex.summary(runs), render.save_png(ex.comparison_grid(runs, base), OUT_DIR, name), base
 
 
+@on_compute_thread
 def on_trajectory(base, index):
     """Filmstrip, GIF and per-step plots of one sample; reads the cache, recomputes nothing."""
     if base is None:
@@ -98,6 +101,7 @@ def on_trajectory(base, index):
 
 
 @gpu
+@on_compute_thread
 def on_sweep(label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi, progress=gr.Progress()):
     base = _request(label, 0.0, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
     results = yield from _follow(_explorer().sweep_live(base), progress, "w sweep: every method and w together", 2)
@@ -105,6 +109,7 @@ def on_sweep(label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi, p
     yield render.save_png(picture, OUT_DIR), figure
 
 
+@on_compute_thread
 def on_toy(preset, label, weight, num_steps, num_samples, seed, show_field, field_step):
     """The exact 2-D lab: sample every method on the analytic mixture and draw it."""
     try:
@@ -229,7 +234,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(os.environ.get("GUIDANCE_LAB_WEIGHTS", str(WEIGHTS_DIR)))   # operator setting, never a request
     try:
-        EXPLORER = ex.Explorer(Models.load(folder, device=args.device))
+        EXPLORER = ex.Explorer(COMPUTE.call(Models.load, folder, device=args.device))   # see demo/compute.py
     except Exception as error:  # a clear start-up message, not a traceback
         raise SystemExit(f"Guidance Lab cannot start: {error}") from None
     serve(args.host, args.port)
