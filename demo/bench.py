@@ -346,9 +346,8 @@ STARTUP = textwrap.dedent('''
     t5 = time.perf_counter()
     http = []
     try:                                   # the whole round trip through Gradio (queue, events, PNG files)
-        import tempfile
         from gradio_client import Client
-        client = Client(f"http://127.0.0.1:{sys.argv[1]}/", verbose=False, download_files=tempfile.mkdtemp())
+        client = Client(f"http://127.0.0.1:{sys.argv[1]}/", verbose=False, download_files=False)   # as a browser: no re-downloads
         for seed in range(2, 9):
             start = time.perf_counter()
             client.predict(3, 3.0, 32, "ddim", 8, seed, 0.0, 80.0, api_name="/compare")
