@@ -3,6 +3,7 @@
     models = Models.load()                                   # verified local weights (weights/)
     request = Request(label=3, method="cfg", weight=3.0, num_samples=8, seed=0)
     steps = list(generate(models, request))                  # num_steps + 1 Steps; steps[-1].x are the samples
+    for per_request in generate_together(models, [r1, r2]):  # several requests in lockstep, batched per step
 
 Every request is validated here (not only in the UI), and raises RequestError with a readable message.
 """
