@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -372,7 +373,7 @@ def startup(repeats: int) -> dict:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         out = subprocess.run([sys.executable, "-c", STARTUP, str(port)], cwd=ROOT, capture_output=True, text=True,
-                             timeout=300, env={**__import__("os").environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+                             timeout=300, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
         if out.returncode != 0:
             return {"error": out.stderr[-2000:]}
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -206,7 +206,7 @@ def batches(requests: list[Request], max_rows: int = MAX_ROWS) -> list[list[Requ
     groups: list[list[Request]] = []
     rows = 0
     for request in requests:
-        size = request.num_samples * max(NFE_PER_STEP[request.method], 1)
+        size = request.num_samples * NFE_PER_STEP[request.method]
         if groups and rows + size <= max_rows:
             groups[-1].append(request)
             rows += size
