@@ -19,12 +19,11 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from demo import explorer as ex  # noqa: E402
-from demo import render  # noqa: E402
-from demo import toy_lab  # noqa: E402
+from demo import files, toy_lab, views  # noqa: E402
 from demo.checkpoints import WEIGHTS_DIR  # noqa: E402
 from demo.compute import COMPUTE, on_compute_thread  # noqa: E402
-from demo.config import CLASS_NAMES, LIMITS, METHODS, PRESETS  # noqa: E402
-from demo.evaluate import saved_results  # noqa: E402
+from demo.config import CLASS_NAMES, LIMITS  # noqa: E402
+from demo.guidance import GUIDANCE, METHODS  # noqa: E402
 from demo.pipeline import Models, Request, RequestError  # noqa: E402
 from demo.text import CONVENTION, EXPLANATION, INTRO, TOY_INTRO  # noqa: E402
 from demo.toy import PRESETS as TOY_PRESETS  # noqa: E402
@@ -40,6 +39,7 @@ LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": 
 OUT_DIR = Path(tempfile.gettempdir()) / "guidance_lab"
 YIELD_EVERY = 0.5          # seconds between no-change yields of a long run (Stop acts at the next one)
 EXPLORER: ex.Explorer | None = None
+TOY_LAB = toy_lab.ToyLab()
 
 
 def _explorer() -> ex.Explorer:
@@ -57,15 +57,11 @@ def _request(*values) -> Request:
 
 # ---- handlers: widget values in, displayable values out -------------------------------------------------
 
-def _follow(live, progress, desc: str, num_outputs: int):
+def _follow(live: ex.Live, progress, desc: str, num_outputs: int):
     """Drive a live computation: progress bar per step, and a no-change yield (gr.skip) at most every
-    YIELD_EVERY seconds so that Stop can end it between steps. Returns the computation's result."""
+    YIELD_EVERY seconds so that Stop can end it between steps. Afterwards live.result holds the result."""
     last = time.perf_counter()
-    while True:
-        try:
-            done, total = next(live)
-        except StopIteration as result:
-            return result.value
+    for done, total in live:
         progress((done, total), desc=desc)
         if time.perf_counter() - last > YIELD_EVERY:
             last = time.perf_counter()
@@ -79,11 +75,13 @@ def on_compare(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, s
     """Sample every method with the same seed, all together (one batched network call per step)."""
     base = _request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
     progress(0, desc="sampling")
-    runs = yield from _follow(_explorer().compare_live(base), progress, "sampling all methods together", 8)
-    galleries = [[(render.save_png(image, OUT_DIR), caption) for image, caption in ex.gallery(run)]
-                 for run in runs.values()]
+    live = _explorer().compare_live(base)
+    yield from _follow(live, progress, "sampling all methods together", 8)
+    results = live.result
+    galleries = [[(files.save_png(image, OUT_DIR), caption) for image, caption in views.gallery(run)]
+                 for run in results.runs.values()]
     name = f"guidance_lab_class{base.label}_w{base.weight:g}_seed{base.seed}.png"
-    yield *galleries, ex.summary(runs), render.save_png(ex.comparison_grid(runs, base), OUT_DIR, name), base
+    yield *galleries, views.summary(results), files.save_png(views.comparison_grid(results), OUT_DIR, name), base
 
 
 @on_compute_thread
@@ -95,31 +93,40 @@ def on_trajectory(base, index):
     if any(run is None for run in runs.values()):
         raise gr.Error("That comparison is no longer cached: press Generate again.")
     index = min(max(int(index), 0), base.num_samples - 1)
-    gif = render.save_file(ex.animation(runs, index), OUT_DIR, "denoising.gif")
-    p_plot, norm_plot = ex.step_plots(runs, index)
-    return render.save_png(ex.filmstrip(runs, index), OUT_DIR), gif, p_plot, norm_plot
+    gif = files.save_file(views.animation(runs, index), OUT_DIR, "denoising.gif")
+    p_plot, norm_plot = views.step_plots(runs, index)
+    return files.save_png(views.filmstrip(runs, index), OUT_DIR), gif, p_plot, norm_plot
 
 
 @gpu
 @on_compute_thread
 def on_sweep(label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi, progress=gr.Progress()):
     base = _request(label, 0.0, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
-    results = yield from _follow(_explorer().sweep_live(base), progress, "w sweep: every method and w together", 2)
-    picture, figure = ex.sweep_figures(_explorer().models, results)
-    yield render.save_png(picture, OUT_DIR), figure
+    live = _explorer().sweep_live(base)
+    yield from _follow(live, progress, "w sweep: every method and w together", 2)
+    picture, figure = views.sweep_figures(live.result)
+    yield files.save_png(picture, OUT_DIR), figure
 
 
 @on_compute_thread
-def on_toy(preset, label, weight, num_steps, num_samples, seed, show_field, field_step):
-    """The exact 2-D lab: sample every method on the analytic mixture and draw it."""
+def on_toy(preset, label, weight, num_steps, num_samples, seed, show_field, field_step, progress=gr.Progress()):
+    """The exact 2-D lab: sample every method on the analytic mixture (step by step: Stop ends it) and draw it."""
     try:
-        args = toy_lab.parse_toy(preset, label, weight, num_steps, num_samples, seed)
+        request = toy_lab.parse_toy(preset, label, weight, num_steps, num_samples, seed)
     except RequestError as error:
         raise gr.Error(str(error)) from None
-    result = toy_lab.run_toy(*args)
-    step = min(int(field_step), args[3] - 1) if show_field else None
-    table = toy_lab.moments_table(result)
-    return toy_lab.figure(result, step), f"{table}\n\nSampling all five methods took {result.seconds:.2f} s."
+    live = TOY_LAB.run_live(request)
+    yield from _follow(live, progress, "sampling every method on the exact mixture", 2)
+    result = live.result
+    timing = "from cache" if result.from_cache else f"sampled in {result.seconds:.2f} s"
+    yield (toy_lab.figure(result, int(field_step) if show_field else None),
+           f"{toy_lab.moments_table(result)}\n\nAll {len(result.paths)} methods: {timing}.")
+
+
+def on_toy_preset(preset, label):
+    """The class picker offers the classes of the chosen mixture."""
+    choices = toy_lab.classes(preset) if preset in toy_lab.PRESETS else [0]
+    return gr.Radio(choices=choices, value=label if label in choices else choices[0])
 
 
 def on_trajectory_slider(num_samples):
@@ -136,7 +143,7 @@ def build() -> gr.Blocks:
                 with gr.Column(scale=1, min_width=280):
                     label = gr.Dropdown([(name, k) for k, name in enumerate(CLASS_NAMES)], value=3,
                                         label="Class")
-                    weight = gr.Slider(0, LIMITS.max_weight, value=PRESETS["cfg"].default_weight, step=0.1,
+                    weight = gr.Slider(0, LIMITS.max_weight, value=GUIDANCE["cfg"].default_weight, step=0.1,
                                        label="Guidance weight w", info="0 = unguided conditional sampling")
                     num_steps = gr.Slider(1, LIMITS.max_steps, value=32, step=1, label="Steps")
                     sampler = gr.Radio([("DDIM (deterministic)", "ddim"), ("Ancestral (stochastic)", "ancestral")],
@@ -156,7 +163,7 @@ def build() -> gr.Blocks:
                     gr.Markdown(CONVENTION, latex_delimiters=LATEX)
                 with gr.Column(scale=4):
                     with gr.Row(equal_height=True):
-                        galleries = [gr.Gallery(label=PRESETS[m].title, columns=2, height=420, format="png",
+                        galleries = [gr.Gallery(label=GUIDANCE[m].title, columns=2, height=420, format="png",
                                                 object_fit="contain", elem_id=f"gallery-{m}", min_width=150)
                                      for m in METHODS]
                     summary = gr.Markdown(elem_id="summary")
@@ -178,10 +185,12 @@ def build() -> gr.Blocks:
                         "between fidelity (mean probability of the target class) and diversity (mean pairwise "
                         "distance of features), both measured with the separate evaluation classifier. "
                         "Broken samples at large w look 'diverse' too: read both axes with the grid.")
-            sweep_button = gr.Button("Run the sweep", variant="primary")
+            with gr.Row():
+                sweep_button = gr.Button("Run the sweep", variant="primary")
+                sweep_stop = gr.Button("Stop", variant="stop")
             sweep_grid = gr.Image(label="Samples per method and w", format="png", type="filepath")
             sweep_plot = gr.Plot(label="Fidelity vs diversity")
-            measured = saved_results()
+            measured = views.saved_results()
             if measured is not None:
                 with gr.Accordion("Measured trade-offs on the whole model (precomputed)", open=False):
                     table, plot_files = measured
@@ -192,14 +201,16 @@ def build() -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
                     toy_preset = gr.Dropdown(list(TOY_PRESETS), value=list(TOY_PRESETS)[1], label="Mixture")
-                    toy_label = gr.Radio([0, 1, 2, 3], value=0, label="Class")
+                    toy_label = gr.Radio(toy_lab.classes(list(TOY_PRESETS)[1]), value=0, label="Class")
                     toy_weight = gr.Slider(0, LIMITS.max_weight, value=3.0, step=0.1, label="Guidance weight w")
                     toy_steps = gr.Slider(1, 1000, value=100, step=1, label="Steps")
-                    toy_samples = gr.Slider(10, toy_lab.MAX_TOY_SAMPLES, value=500, step=10, label="Points")
+                    toy_samples = gr.Slider(10, LIMITS.max_toy_points, value=500, step=10, label="Points")
                     toy_seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                     toy_field = gr.Checkbox(value=False, label="Show the guidance vector field w·Δ")
                     toy_field_step = gr.Slider(0, 999, value=70, step=1, label="… at step (noise decreases →)")
-                    toy_button = gr.Button("Sample", variant="primary")
+                    with gr.Row():
+                        toy_button = gr.Button("Sample", variant="primary")
+                        toy_stop = gr.Button("Stop", variant="stop")
                 with gr.Column(scale=4):
                     toy_plot = gr.Plot(label="Samples, trajectories and densities")
                     toy_table = gr.Markdown()
@@ -208,19 +219,23 @@ def build() -> gr.Blocks:
 
         settings = [label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi]
         compare_event = gr.on([generate.click, weight.release], on_compare, settings,
-                              [*galleries, summary, download, base_state], concurrency_limit=1,
-                              api_name="compare")
+                              [*galleries, summary, download, base_state], api_name="compare")
         compare_event.success(on_trajectory_slider, num_samples, index, api_visibility="private").then(
             on_trajectory, [base_state, index], [strip, gif, p_plot, norm_plot], api_name="trajectory")
         index.release(on_trajectory, [base_state, index], [strip, gif, p_plot, norm_plot],
                       api_visibility="private")
-        stop.click(None, cancels=[compare_event])
+        stop.click(None, cancels=[compare_event], api_visibility="private")
         dice.click(lambda: random.randint(0, LIMITS.max_seed), None, seed, api_visibility="private")
         toy_inputs = [toy_preset, toy_label, toy_weight, toy_steps, toy_samples, toy_seed, toy_field, toy_field_step]
-        gr.on([toy_button.click, toy_weight.release, toy_preset.change, toy_label.change, toy_field.change,
-               toy_field_step.release], on_toy, toy_inputs, [toy_plot, toy_table], api_name="toy")
-        sweep_button.click(on_sweep, [label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi],
-                           [sweep_grid, sweep_plot], concurrency_limit=1, api_name="sweep")
+        toy_event = gr.on([toy_button.click, toy_weight.release, toy_label.input, toy_field.change,
+                           toy_field_step.release], on_toy, toy_inputs, [toy_plot, toy_table], api_name="toy")
+        preset_event = toy_preset.change(on_toy_preset, [toy_preset, toy_label], toy_label,
+                                         api_visibility="private").then(on_toy, toy_inputs, [toy_plot, toy_table],
+                                                                        api_visibility="private")
+        toy_stop.click(None, cancels=[toy_event, preset_event], api_visibility="private")
+        sweep_event = sweep_button.click(on_sweep, [label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi],
+                                         [sweep_grid, sweep_plot], api_name="sweep")
+        sweep_stop.click(None, cancels=[sweep_event], api_visibility="private")
     return blocks
 
 

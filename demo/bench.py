@@ -1,6 +1,7 @@
 """How fast, and how close to the machine's limit: `python -m demo.bench [--repeats 7] [--device cpu] [--quick]`.
 
-Prints tables and writes assets/bench.json. Every time is the median of `repeats` runs after a warm-up.
+Prints tables and writes assets/bench.json (the measurements are in demo/benchmarks.py). Every time is the
+median of `repeats` runs after a warm-up.
 Sections:
   machine      measured fp32 matmul throughput: the achievable peak the networks are compared with
   networks     FLOPs per sample-forward (counted by torch's FlopCounterMode), time per sample, GFLOP/s, % of peak
@@ -15,223 +16,25 @@ Sections:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from . import explorer as ex
-from . import guidance, pipeline, render
-from .config import IMAGE_SHAPE, METHODS, NULL_LABEL, SamplerConfig
+from .benchmarks import comparison_rows, device_name, interleaved, matmul_peak, method_rows, network_rows, \
+    ratio, tried_rows
+from .config import IMAGE_SHAPE, NULL_LABEL, SamplerConfig
 from .pipeline import Models, Request, generate_final
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
-
-
-def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):                                # allocations, oneDNN primitive creation
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
-    """Seconds of each function, run round-robin (a, b, c, a, b, c, ...) so that drift in the machine's speed
-    (this shared 2-core VM varies by +-20% over minutes) hits every variant alike; compare per-round ratios."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
-def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
-    """Median over rounds of time(a) / time(b)."""
-    return statistics.median(x / y for x, y in zip(times[a], times[b]))
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or platform.machine()) \
-        if Path("/proc/cpuinfo").exists() else platform.machine()
-    return f"{model}, {torch.get_num_threads()} threads"
-
-
-def matmul_peak(device: torch.device, repeats: int) -> float:
-    """GFLOP/s of a large fp32 matmul: what this device can actually sustain (the 'peak' used below)."""
-    n = 2048
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    return 2 * n**3 / median_seconds(lambda: a @ b, repeats) / 1e9
-
-
-@contextlib.contextmanager
-def network_timer():
-    """Accumulate wall time spent inside network calls (every call goes through Denoise.run / Classify.run)."""
-    spent = [0.0]
-    originals = guidance.Denoise.run, guidance.Classify.run
-
-    def timed(run):
-        def wrapper(*args):
-            start = time.perf_counter()
-            out = run(*args)
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            spent[0] += time.perf_counter() - start
-            return out
-        return staticmethod(wrapper)
-
-    guidance.Denoise.run, guidance.Classify.run = timed(originals[0]), timed(originals[1])
-    try:
-        yield spent
-    finally:
-        guidance.Denoise.run, guidance.Classify.run = (staticmethod(originals[0]), staticmethod(originals[1]))
-
-
-def with_overhead(fn, repeats: int) -> tuple[float, float]:
-    """(median total seconds, median total / time inside network calls)."""
-    fn()
-    totals, ratios = [], []
-    for _ in range(repeats):
-        with network_timer() as spent:
-            start = time.perf_counter()
-            fn()
-            total = time.perf_counter() - start
-        totals.append(total)
-        ratios.append(total / spent[0])
-    return statistics.median(totals), statistics.median(ratios)
-
-
-# ---- networks -------------------------------------------------------------------------------------------
-
-def flops_per_sample(net, classifier: bool = False, backward: bool = False) -> float:
-    x = torch.randn(4, *IMAGE_SHAPE, requires_grad=backward)
-    with FlopCounterMode(display=False) as counter:
-        out = net(x, 1.0) if classifier else net(x, 1.0, torch.full((4,), 3))
-        if backward:
-            out.log_softmax(1)[:, 3].sum().backward()
-    return counter.get_total_flops() / 4
-
-
-def network_rows(models: Models, peak: float, repeats: int) -> list[dict]:
-    rows = []
-    for name in ("net", "weak_net", "classifier"):
-        net = getattr(models, name)
-        is_classifier = name == "classifier"
-        flops = flops_per_sample(net, is_classifier)
-        for batch in (8, 56):
-            x = torch.randn(batch, *IMAGE_SHAPE, device=models.device)
-            label = torch.full((batch,), 3, device=models.device)
-            with torch.no_grad():
-                t = median_seconds(lambda: net(x, 1.0) if is_classifier else net(x, 1.0, label), repeats * 3)
-            rows.append({"network": name, "parameters": sum(p.numel() for p in net.parameters()),
-                         "mflop_per_sample": flops / 1e6, "batch": batch, "ms_per_sample": 1e3 * t / batch,
-                         "gflops": flops * batch / t / 1e9, "fraction_of_peak": flops * batch / t / 1e9 / peak})
-    return rows
-
-
-# ---- methods alone ---------------------------------------------------------------------------------------
-
-def call_times(models: Models, batch: int, repeats: int) -> dict[str, float]:
-    """Seconds per call of each network as the methods use it at this batch (for the predicted ratios)."""
-    x = torch.randn(batch, *IMAGE_SHAPE, device=models.device)
-    x2 = torch.cat([x, x])
-    label = torch.full((batch,), 3, device=models.device)
-    label2 = torch.cat([label, torch.full_like(label, NULL_LABEL)])
-    r = repeats * 3
-    with torch.no_grad():
-        out = {"net": median_seconds(lambda: models.net(x, 1.0, label), r),
-               "net_pair": median_seconds(lambda: models.net(x2, 1.0, label2), r),
-               "weak": median_seconds(lambda: models.weak_net(x, 1.0, label), r),
-               "classifier": median_seconds(lambda: guidance.Classify.run(models.classifier, x, 1.0, label, False), r)}
-    out["classifier_grad"] = median_seconds(lambda: guidance.Classify.run(models.classifier, x, 1.0, label, True), r)
-    return out
-
-
-def method_rows(models: Models, base: Request, repeats: int) -> list[dict]:
-    calls = call_times(models, base.num_samples, repeats)
-    predicted = {"unguided": calls["net"], "cfg": calls["net_pair"], "autoguidance": calls["net"] + calls["weak"],
-                 "classifier": calls["net"] + calls["classifier_grad"],
-                 "gfcg": calls["net_pair"] + calls["classifier"]}
-    requests = {m: replace(base, method=m) for m in METHODS}
-    times = interleaved({m: (lambda r=r: generate_final(models, r)) for m, r in requests.items()}, repeats)
-    rows = []
-    for method, request in requests.items():
-        _, overhead = with_overhead(lambda: generate_final(models, request), max(3, repeats // 2))
-        rows.append({"method": method, "nfe_per_sample": ex.nfe(request), "seconds": statistics.median(times[method]),
-                     "ratio_to_unguided": ratio(times, method, "unguided"), "sampler_overhead": overhead,
-                     "nfe_ratio": ex.nfe(request) / ex.nfe(requests["unguided"]),
-                     "predicted_ratio": predicted[method] / predicted["unguided"]})
-    return rows
-
-
-# ---- the app's comparison ---------------------------------------------------------------------------------
-
-def app_comparison(models: Models, base: Request, folder: Path) -> dict:
-    """What Generate computes and renders, from an empty cache: 5 methods together + gallery and grid PNGs."""
-    explorer = ex.Explorer(models)
-    runs = explorer.compare(base)
-    for run in runs.values():
-        for image, _ in ex.gallery(run):
-            render.save_png(image, folder)
-    render.save_png(ex.comparison_grid(runs, base), folder)
-    ex.summary(runs)
-    return runs
-
-
-def comparison_rows(models: Models, base: Request, repeats: int) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix="guidance_lab_bench_"))
-    times = interleaved({"together": lambda: app_comparison(models, base, folder),
-                         "one_after_another": lambda: [ex.run_method(models, replace(base, method=m))
-                                                       for m in METHODS]}, repeats)
-    out = {"together_seconds": statistics.median(times["together"]),
-           "one_after_another_seconds": statistics.median(times["one_after_another"]),
-           "together_min_seconds": min(times["together"]), "together_max_seconds": max(times["together"]),
-           "together_speedup": ratio(times, "one_after_another", "together")}
-    _, out["together_overhead"] = with_overhead(lambda: app_comparison(models, base, folder), max(3, repeats // 2))
-    explorer = ex.Explorer(models)
-    runs = explorer.compare(base)
-
-    def change_w():
-        explorer.cache.clear()
-        explorer.cache[ex.cache_key(replace(base, method="unguided"))] = runs["unguided"]
-        explorer.compare(replace(base, weight=base.weight + 1))
-    out["w_change_seconds"] = median_seconds(change_w, repeats)
-
-    def view():
-        before = explorer.runs_computed
-        ex.animation(runs, 1), ex.step_plots(runs, 1), ex.filmstrip(runs, 1)
-        assert explorer.runs_computed == before
-    out["trajectory_view_seconds"] = median_seconds(view, repeats)
-    import matplotlib.pyplot as plt
-    plt.close("all")
-    return out
 
 
 # ---- the peer: diffusers' DDIM loop -----------------------------------------------------------------------
@@ -281,50 +84,6 @@ def peer_rows(models: Models, base: Request, repeats: int) -> list[dict] | str:
                      "diffusers_seconds": statistics.median(times["diffusers"]), "ratio": ratio(times, "ours", "diffusers"),
                      "diffusers": diffusers.__version__})
     return rows
-
-
-# ---- things tried -------------------------------------------------------------------------------------------
-
-def tried_rows(models: Models, base: Request, repeats: int) -> list[dict]:
-    """Each candidate against the shipped setting, interleaved; speed-up = median per-round ratio."""
-    rows = []
-
-    def autograd_off(mode):
-        def run():
-            pipeline.NO_AUTOGRAD = mode
-            ex.Explorer(models).compare(base)
-            pipeline.NO_AUTOGRAD = torch.inference_mode
-        return run
-    times = interleaved({"before": autograd_off(torch.no_grad), "after": autograd_off(torch.inference_mode)},
-                        repeats)
-    rows.append(("torch.inference_mode instead of no_grad (comparison)", times))
-    nets = (models.net, models.weak_net, models.classifier)
-
-    def layout(fmt):
-        def run():
-            for net in nets:
-                net.to(memory_format=fmt)
-            ex.Explorer(models).compare(base)
-        return run
-    times = interleaved({"before": layout(torch.contiguous_format), "after": layout(torch.channels_last)}, repeats)
-    layout(torch.contiguous_format)
-    rows.append(("channels_last weights (comparison)", times))
-    if models.device.type == "cpu" and torch.get_num_threads() > 1:
-        threads = torch.get_num_threads()
-
-        def with_threads(n):
-            def run():
-                torch.set_num_threads(n)
-                ex.Explorer(models).compare(base)
-                torch.set_num_threads(threads)
-            return run
-        times = interleaved({"before": with_threads(threads), "after": with_threads(1)}, repeats)
-        rows.append((f"1 thread instead of {threads} (comparison)", times))
-    times = interleaved({"before": lambda: ex.Explorer(models).compare(base),
-                         "after": lambda: [ex.run_method(models, replace(base, method=m)) for m in METHODS]}, repeats)
-    rows.append(("methods one after another, not together (comparison)", times))
-    return [{"change": change, "baseline_seconds": statistics.median(t["before"]),
-             "seconds": statistics.median(t["after"]), "speedup": ratio(t, "before", "after")} for change, t in rows]
 
 
 # ---- start-up -----------------------------------------------------------------------------------------------

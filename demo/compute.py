@@ -2,10 +2,9 @@
 
 torch's CPU kernels parallelise with OpenMP (libgomp), which keeps one thread team per calling thread. Once
 more OpenMP threads exist than cores (a second team: the main thread loaded the weights, a Gradio worker thread
-samples), libgomp stops spin-waiting and every parallel region pays a futex wake-up: a comparison measured
-1.6x slower at ~120% CPU instead of ~195% (see the README's Speed section). Running all torch work on this
-one long-lived thread keeps a single team, and also serialises the CPU-bound work (the machine has no spare
-cores for a second computation).
+samples), libgomp stops spin-waiting and every parallel region pays a futex wake-up (the README's Speed
+section has the measurement). Running all torch work on this one long-lived thread keeps a single team, and
+it is the one place that serialises the CPU-bound work: handlers interleave step by step on it.
 """
 from __future__ import annotations
 

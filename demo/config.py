@@ -1,6 +1,7 @@
-"""All hyperparameters, as frozen dataclasses with documented defaults; presets are data.
+"""All hyperparameters, as frozen dataclasses with documented defaults.
 
-The UI reads slider ranges and defaults from here, so the engine and the widgets never disagree.
+The UI reads slider ranges from LIMITS, so the engine and the widgets never disagree. Each guidance method's
+own facts (title, colour, default w, cost) are class attributes of its class in guidance.py.
 """
 from __future__ import annotations
 
@@ -56,32 +57,14 @@ class SamplerConfig:
 
 
 @dataclass(frozen=True)
-class GuidancePreset:
-    """Default weight and slider range of one method, as shown in the UI."""
-    title: str
-    default_weight: float
-    paper: str
-
-
-# One convention for every method: guided D = D + w * direction, w = 0 is unguided (see guidance.py).
-PRESETS: dict[str, GuidancePreset] = {
-    "unguided": GuidancePreset("Unguided", 0.0, "conditional model, w ignored"),
-    "classifier": GuidancePreset("Classifier guidance", 2.0, "Dhariwal & Nichol 2021"),
-    "cfg": GuidancePreset("Classifier-free guidance", 2.0, "Ho & Salimans 2022"),
-    "gfcg": GuidancePreset("Gradient-free classifier guidance", 2.0, "Shenoy et al. 2024"),
-    "autoguidance": GuidancePreset("Autoguidance", 2.0, "Karras et al. 2024"),
-}
-METHODS = tuple(PRESETS)
-
-
-@dataclass(frozen=True)
 class Limits:
-    """Accepted request ranges, checked once in the engine API."""
+    """Accepted request ranges, checked once (validation.checked) for every request."""
     max_weight: float = 20.0
     max_steps: int = 1000
     max_samples: int = 64
     max_seed: int = 2**31 - 1
     sigma_max: float = 80.0
+    max_toy_points: int = 5000            # the 2-D lab
 
 
 LIMITS = Limits()

@@ -17,11 +17,11 @@ import torch
 from torch import Tensor
 
 from . import render
-from .config import METHODS, NUM_CLASSES, Interval, SamplerConfig
+from .config import NUM_CLASSES, Interval, SamplerConfig
 from .data import load_mnist
-from .explorer import nfe
-from .metrics import frechet_distance, mean_pairwise_distance, precision_recall
-from .pipeline import Models, Request, classify, evaluate_images, features, sample_labels
+from .guidance import GUIDANCE, METHODS
+from .metrics import evaluate_images, frechet_distance, mean_pairwise_distance, precision_recall
+from .pipeline import Models, Request, sample_labels
 from .sampling import final
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -44,7 +44,8 @@ def sample_all_classes(models: Models, method: str, weight: float, per_class: in
 
 
 def class_accuracy(models: Models, images: Tensor, labels: Tensor) -> float:
-    return (classify(models, images).argmax(1) == labels).float().mean().item()
+    probs, _ = evaluate_images(models.eval_classifier, images)
+    return (probs.argmax(1) == labels).float().mean().item()
 
 
 def evaluate_one(models: Models, method: str, weight: float, per_class: int, seed: int, sampler: SamplerConfig,
@@ -52,7 +53,7 @@ def evaluate_one(models: Models, method: str, weight: float, per_class: int, see
     start = time.perf_counter()
     images, labels = sample_all_classes(models, method, weight, per_class, seed, sampler)
     seconds = time.perf_counter() - start
-    probs, feats = evaluate_images(models, images)
+    probs, feats = evaluate_images(models.eval_classifier, images)
     precision, recall = precision_recall(real_features, feats)
     with torch.no_grad():                                   # the guiding classifier at its lowest noise level
         guide = models.classifier(images.to(models.device), sampler.sigma_min).softmax(1).cpu()
@@ -64,29 +65,32 @@ def evaluate_one(models: Models, method: str, weight: float, per_class: int, see
             "guiding_classifier_confidence": guide.gather(1, labels[:, None]).mean().item(),
             "fid_classifier_features": frechet_distance(real_features, feats),
             "precision": precision, "recall": recall, "diversity": sum(diversity) / NUM_CLASSES,
-            "nfe_per_sample": nfe(request), "seconds_per_sample": seconds / len(images)}
+            "nfe_per_sample": request.nfe, "seconds_per_sample": seconds / len(images)}
 
 
 def plots(rows: list[dict], out: Path, suffix: str) -> list[Path]:
-    by_method = {m: [r for r in rows if r["method"] == m or (r["w"] == 0 and m != "unguided")]
-                 for m in METHODS[1:]}
+    by_method = {m: [r for r in rows if r["method"] in (m, "unguided")] for m in METHODS[1:]}
     by_method = {m: sorted(rs, key=lambda r: r["w"]) for m, rs in by_method.items()}
 
     def series(key):
         return {m: ([r["w"] for r in rs], [r[key] for r in rs]) for m, rs in by_method.items()}
 
+    colours = {m: GUIDANCE[m].colour for m in METHODS} | {"evaluation accuracy": "#111827",
+                                                           "guiding classifier p(c|x)": GUIDANCE["classifier"].colour}
+
     figures = {
         "accuracy": render.method_lines(series("accuracy"), "guidance weight w", "accuracy (evaluation classifier)",
-                                        "Class accuracy vs w", logx=True),
+                                        "Class accuracy vs w", colours, logx=True),
         "fid": render.method_lines(series("fid_classifier_features"), "guidance weight w",
-                                   "FID (classifier features)", "FID vs w (lower is better)", logx=True, logy=True),
+                                   "FID (classifier features)", "FID vs w (lower is better)", colours, logx=True, logy=True),
         "precision_recall": render.method_lines(
             {m: ([r["recall"] for r in rs], [r["precision"] for r in rs]) for m, rs in by_method.items()},
-            "recall", "precision", "Precision-recall as w grows"),
+            "recall", "precision", "Precision-recall as w grows", colours),
         "classifier_fooling": render.method_lines(
             {"guiding classifier p(c|x)": series("guiding_classifier_confidence")["classifier"],
              "evaluation accuracy": series("accuracy")["classifier"]},
-            "guidance weight w", "value", "Classifier guidance: guide's confidence vs evaluation", logx=True),
+            "guidance weight w", "value", "Classifier guidance: guide's confidence vs evaluation", colours,
+            logx=True),
     }
     paths = []
     for name, fig in figures.items():
@@ -94,26 +98,6 @@ def plots(rows: list[dict], out: Path, suffix: str) -> list[Path]:
         fig.savefig(path)
         paths.append(path)
     return paths
-
-
-def saved_results(folder: Path = ASSETS) -> tuple[str, list[str]] | None:
-    """The last full run (assets/evaluation.json) as a markdown table plus its plot files, or None."""
-    path = folder / "evaluation.json"
-    if not path.exists():
-        return None
-    table = json.loads(path.read_text())
-    settings = table["settings"]
-    lines = [f"{settings['samples_per_point']} samples per point ({settings['per_class']} per class), "
-             f"{settings['steps']} DDIM steps, seed {settings['seed']}; real reference: "
-             f"{settings['real_reference']}. Reproduce with `python -m demo.evaluate`.", "",
-             "| method | w | accuracy | FID (classifier features) | precision | recall | diversity | NFE |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in table["rows"]:
-        lines.append(f"| {r['method']} | {r['w']:g} | {r['accuracy']:.3f} | {r['fid_classifier_features']:.2f} | "
-                     f"{r['precision']:.2f} | {r['recall']:.2f} | {r['diversity']:.2f} | {r['nfe_per_sample']} |")
-    plots = [str(folder / f"evaluation_{n}.png") for n in ("accuracy", "fid", "precision_recall",
-                                                           "classifier_fooling")]
-    return "\n".join(lines), [p for p in plots if Path(p).exists()]
 
 
 def main() -> None:
@@ -130,7 +114,7 @@ def main() -> None:
     models = Models.load(device=args.device)
     sampler = SamplerConfig(num_steps=steps)
     real, _ = load_mnist("test")
-    real_features = features(models, real)
+    _, real_features = evaluate_images(models.eval_classifier, real)
     rows = [evaluate_one(models, "unguided", 0.0, per_class, args.seed, sampler, real_features)]
     for method in METHODS[1:]:
         for weight in weights[1:]:

@@ -17,48 +17,44 @@ guided-diffusion's `classifier_scale` = w. Since D = x - sigma * eps and score =
 CFG at weight w samples the score of p(x|c)^(1+w) / p(x)^w, and classifier guidance with the exact classifier
 gives exactly the same D_w (tests/test_guidance.py checks both on an analytic Gaussian mixture).
 
-GFCG rule implemented here (our reading of Shenoy et al. 2024, arXiv 2411.15393, whose code is not public):
-the noisy classifier, in inference mode (no gradient), reads the current x at the current sigma;
-p = softmax(logits(x, sigma)); c_ref = argmax_{k != c} p_k (the class the sample is most confused with);
-a = 1 - p_c (the confusion: ~1 while the sample is ambiguous, -> 0 once it is clearly class c).
-D(x|c) and D(x|c_ref) are evaluated in one batched forward pass, so GFCG costs as much as CFG plus one
-classifier forward.
+GFCG rule implemented here: a rule inferred from the abstract of Shenoy et al. 2024 (arXiv 2411.15393), not
+checked against the paper's equations (its method section and code were not available to us). The abstract
+says: "a time-adaptive reference class label and corresponding guidance scale are determined at each time
+step", using the classifier "solely in inference mode". Our rule: the noisy classifier, without gradient,
+reads the current x at the current sigma; p = softmax(logits(x, sigma)); c_ref = argmax_{k != c} p_k (the
+class the sample is most confused with); a = 1 - p_c (~1 while the sample is ambiguous, -> 0 once it is
+clearly class c). D(x|c) and D(x|c_ref) are evaluated in one batched forward pass.
 
-How a method is written: `direction` is a generator that *asks* for network evaluations instead of calling
-the networks, `cond, uncond = yield [Denoise(net, x, c), Denoise(net, x, null)]`, and returns (D(x|c), Delta).
-`Guidance.evaluate` wraps it in the same two rounds for every method: first the classifier (the method's own
-or the p(c|x) probe the trajectory records), then the denoisers. `evaluate_together` drives any number of
-such evaluations in lockstep and, each round, calls every network ONCE on the concatenation of everything
-asked of it: one method's cond + null pair, or all five methods of a comparison (40 + 16 rows of the same
-denoiser in one forward instead of five small ones). Adding a method is one `direction` of a few lines.
-
-The neutral setting (w = 0) and the guidance interval (Kynkaanniemi et al. 2024: guide only for
-sigma_lo < sigma <= sigma_hi) are handled once, in `Guidance.evaluate`, and skip the extra evaluations.
+How a method is written: one class with two plain methods and its facts as class attributes.
+  requests(net, x, label, belief) -> list[Call]       the denoiser evaluations it needs
+  combine(outputs, sigma, belief) -> (D(x|c), Delta)  the direction, from their outputs
+A method that needs p(c|x) (or its gradient) names its classifier in `classifier_used`. Every evaluation has
+the same two rounds: first every classifier (the method's, or the p(c|x) probe the trajectory records), then
+every denoiser. `evaluate_together` runs any number of evaluations in lockstep and, each round, calls every
+network ONCE on the concatenation of all rows asked of it (a comparison's five methods: one denoiser call of
+40 + 16 rows per step instead of five small ones). The neutral setting (w = 0) and the guidance interval
+(Kynkaanniemi et al. 2024: guide only for sigma_lo < sigma <= sigma_hi) are handled once, there, and skip
+the extra evaluations. Subclassing with `key="name"` registers a method in GUIDANCE; nothing else changes.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
 
-from .config import NULL_LABEL, Interval
+from .config import NULL_LABEL, Interval, SamplerConfig
+from .sampling import Prediction
+from .schedule import karras_sigmas
 
 
-class Prediction(NamedTuple):
-    denoised: Tensor      # guided x0 estimate D_w
-    delta: Tensor         # what guidance added: D_w - D(x|c) = w * Delta (zeros when off)
-    p_target: Tensor | None = None   # p(c | x, sigma) if the method or the probe computed it, else None
-
-    @staticmethod
-    def cat(predictions: Sequence[Prediction]) -> Prediction:
-        """Concatenate along the batch (p_target only if every part has it)."""
-        p = [pred.p_target for pred in predictions]
-        return Prediction(torch.cat([pred.denoised for pred in predictions]),
-                          torch.cat([pred.delta for pred in predictions]),
-                          None if any(t is None for t in p) else torch.cat(p))
+class Call(NamedTuple):
+    """A denoiser evaluation a method asks for: model(x, sigma, label)."""
+    model: Callable
+    x: Tensor
+    label: Tensor
 
 
 class Belief(NamedTuple):
@@ -67,77 +63,24 @@ class Belief(NamedTuple):
     grad: Tensor | None = None
 
 
-class Denoise(NamedTuple):
-    """A request for D(x | label) from a denoiser `model(x, sigma, label)`."""
-    model: Callable
-    x: Tensor
-    label: Tensor
-
-    @staticmethod
-    def run(model, x: Tensor, sigma: float, label: Tensor, grad: bool) -> tuple[Tensor, ...]:
-        return (model(x, sigma, label),)
+def target_probability(probs: Tensor, label: Tensor) -> Tensor:
+    """p(label | x) per row from class probabilities (B, K): (B,)."""
+    return probs.gather(1, label[:, None])[:, 0]
 
 
-class Classify(NamedTuple):
-    """A request for p(. | x, sigma) from a classifier `model(x, sigma) -> logits`; `grad` adds
-    grad_x log p(label | x, sigma) (one backward pass)."""
-    model: Callable
-    x: Tensor
-    label: Tensor
-    grad: bool = False
-
-    @staticmethod
-    def run(model, x: Tensor, sigma: float, label: Tensor, grad: bool) -> tuple[Tensor, ...]:
-        if not grad:
-            return (model(x, sigma).softmax(dim=1),)
-        with torch.inference_mode(False), torch.enable_grad():     # the sampler runs in inference mode
-            x_in = x.clone().requires_grad_(True)                   # normal tensors that autograd may track
-            logits = model(x_in, sigma)
-            log_p = logits.log_softmax(dim=1).gather(1, label.clone()[:, None])[:, 0]
-            (g,) = torch.autograd.grad(log_p.sum(), x_in)     # rows are independent: one backward for all
-        return logits.detach().softmax(dim=1), g
+def classify(model: Callable, x: Tensor, sigma: float | Tensor, label: Tensor, grad: bool) -> Belief:
+    """p(. | x, sigma) from a classifier `model(x, sigma) -> logits`; `grad` adds grad_x log p(label | x, sigma)."""
+    if not grad:
+        return Belief(model(x, sigma).softmax(dim=1))
+    with torch.inference_mode(False), torch.enable_grad():     # the sampler runs in inference mode
+        x_in = x.clone().requires_grad_(True)                   # normal tensors that autograd may track
+        logits = model(x_in, sigma)
+        log_p = target_probability(logits.log_softmax(dim=1), label.clone())
+        (g,) = torch.autograd.grad(log_p.sum(), x_in)          # rows are independent: one backward for all
+    return Belief(logits.detach().softmax(dim=1), g)
 
 
-def run_calls(calls: Sequence[Denoise | Classify], sigma: float) -> list[Tensor | Belief]:
-    """Answer every request, calling each (network, kind) once on the concatenation of its inputs."""
-    groups: dict[tuple, list[int]] = {}
-    for k, call in enumerate(calls):
-        groups.setdefault((type(call), id(call.model), getattr(call, "grad", False)), []).append(k)
-    answers: list[Any] = [None] * len(calls)
-    for (kind, _, grad), ks in groups.items():
-        parts = [calls[k] for k in ks]
-        if len(parts) == 1:
-            x, label = parts[0].x, parts[0].label
-        else:
-            x, label = torch.cat([p.x for p in parts]), torch.cat([p.label for p in parts])
-        outputs = kind.run(parts[0].model, x, sigma, label, grad)
-        sizes = [len(p.x) for p in parts]
-        pieces = [out.split(sizes) for out in outputs]
-        for j, k in enumerate(ks):
-            answers[k] = pieces[0][j] if kind is Denoise else Belief(*(piece[j] for piece in pieces))
-    return answers
-
-
-Evaluation = Generator[list[Denoise | Classify], list[Any], Prediction]
-
-
-def evaluate_together(evaluations: Sequence[Evaluation], sigma: float) -> list[Prediction]:
-    """Drive guided evaluations in lockstep: each round, one call per network on everything asked of it."""
-    results: list[Any] = [None] * len(evaluations)
-    pending = {i: next(ev) for i, ev in enumerate(evaluations)}
-    while pending:
-        flat = [(i, call) for i, calls in pending.items() for call in calls]
-        answers: dict[int, list] = {i: [] for i in pending}
-        for (i, _), answer in zip(flat, run_calls([call for _, call in flat], sigma)):
-            answers[i].append(answer)
-        asked = {}
-        for i, ans in answers.items():
-            try:
-                asked[i] = evaluations[i].send(ans)
-            except StopIteration as done:
-                results[i] = done.value
-        pending = asked
-    return results
+GUIDANCE: dict[str, type[Guidance]] = {}
 
 
 @dataclass(frozen=True)
@@ -145,116 +88,220 @@ class Guidance:
     """Unguided conditional sampling; the base of every method: D + weight * direction in the interval."""
     weight: float = 0.0
     interval: Interval = Interval()
-    requires: ClassVar[tuple[str, ...]] = ()       # models a method needs, by Models field name
-    classifier_grad: ClassVar[bool] = False        # whether the method needs grad_x log p(c|x) (not just p)
+
+    key: ClassVar[str] = "unguided"
+    title: ClassVar[str] = "Unguided"
+    short_title: ClassVar[str] = "Unguided"
+    paper: ClassVar[str] = "the conditional model alone; w is ignored"
+    colour: ClassVar[str] = "#6b7280"
+    nfe_per_step: ClassVar[int] = 1                     # denoiser evaluations per step with guidance on
+    default_weight: ClassVar[float] = 0.0
+    requires: ClassVar[tuple[str, ...]] = ()            # models it needs, by Models field name
+    classifier_grad: ClassVar[bool] = False             # whether it needs grad_x log p(c|x), not just p
+
+    def __init_subclass__(cls, key: str | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if key is not None:
+            cls.key = key
+            GUIDANCE[key] = cls
 
     def active(self, sigma: float) -> bool:
         """Whether guidance is applied (and its extra evaluations paid) at this noise level."""
         return self.weight != 0 and self.interval.contains(sigma)
 
-    def evaluate(self, net, x: Tensor, sigma: float, label: Tensor, probe=None) -> Evaluation:
-        """D_w as two rounds of requests, the same for every method (so methods evaluated together stay
-        aligned): the classifier, if the method needs it or a `probe` classifier should record p(c|x); then
-        the denoiser(s). Returns the Prediction."""
-        active = self.active(sigma)
-        classifier = getattr(self, "classifier", None) if active else None
-        classifier = probe if classifier is None else classifier
-        asked = [] if classifier is None else [Classify(classifier, x, label, active and self.classifier_grad)]
-        beliefs = yield asked
-        belief = beliefs[0] if beliefs else None
-        p_target = None if belief is None else belief.probs.gather(1, label[:, None])[:, 0]
-        if not active:
-            (denoised,) = yield [Denoise(net, x, label)]
-            return Prediction(denoised, torch.zeros_like(denoised), p_target)
-        denoised, direction = yield from self.direction(net, x, sigma, label, belief)
-        delta = self.weight * direction
-        return Prediction(denoised + delta, delta, p_target)
+    def classifier_used(self) -> Callable | None:
+        """The classifier whose Belief this method reads (None: it reads none)."""
+        return None
 
-    def __call__(self, net, x: Tensor, sigma: float, label: Tensor, probe=None) -> Prediction:
-        """D_w(x; sigma, label) for one batch."""
-        return evaluate_together([self.evaluate(net, x, sigma, label, probe)], sigma)[0]
-
-    def direction(self, net, x: Tensor, sigma: float, label: Tensor, belief: Belief | None
-                  ) -> Generator[list[Denoise], list[Tensor], tuple[Tensor, Tensor]]:
-        """Ask for denoiser outputs; return (D(x|c), Delta). `belief` is the classifier's answer, if used."""
+    def requests(self, net: Callable, x: Tensor, sigma: float, label: Tensor, belief: Belief | None
+                 ) -> list[Call]:
+        """The denoiser evaluations needed when guidance is active."""
         raise NotImplementedError(f"{type(self).__name__} has no guidance direction")
+
+    def combine(self, outputs: Sequence[Tensor], x: Tensor, sigma: float, label: Tensor, belief: Belief | None
+                ) -> tuple[Tensor, Tensor]:
+        """(D(x|c), Delta) from the outputs of `requests`, in order."""
+        raise NotImplementedError(f"{type(self).__name__} has no guidance direction")
+
+    def __call__(self, net: Callable, x: Tensor, sigma: float, label: Tensor, probe: Callable | None = None
+                 ) -> Prediction:
+        """D_w(x; sigma, label) for one batch."""
+        return evaluate_together([Evaluation(self, net, x, sigma, label, probe)])[0]
+
+
+GUIDANCE["unguided"] = Guidance
+
+
+class Evaluation(NamedTuple):
+    """One guided evaluation of a lockstep round; `probe`, a classifier, records p(label | x) for trajectories."""
+    guidance: Guidance
+    net: Callable
+    x: Tensor
+    sigma: float
+    label: Tensor
+    probe: Callable | None = None
+
+
+def _sigma_rows(sigmas: list[float], sizes: list[int], like: Tensor) -> float | Tensor:
+    """One noise level for a concatenated batch: the shared float, or a per-row tensor if they differ."""
+    if all(s == sigmas[0] for s in sigmas):
+        return sigmas[0]
+    return torch.cat([torch.full((n,), s, dtype=like.dtype, device=like.device) for s, n in zip(sigmas, sizes)])
+
+
+def _batched(asks: list[tuple[Any, Tensor, float, Tensor]], key: Callable, run: Callable) -> list[tuple]:
+    """Answer (what, x, sigma, label) requests, calling `run(what, x, sigma, label) -> tuple of (B, ...)
+    tensors` once per `key(what)` on the concatenation of its rows; returns each request's slice of the outputs."""
+    groups: dict[Any, list[int]] = {}
+    for k, (what, *_) in enumerate(asks):
+        groups.setdefault(key(what), []).append(k)
+    answers: list[Any] = [None] * len(asks)
+    for ks in groups.values():
+        parts = [asks[k] for k in ks]
+        sizes = [len(x) for _, x, _, _ in parts]
+        x = parts[0][1] if len(parts) == 1 else torch.cat([p[1] for p in parts])
+        label = parts[0][3] if len(parts) == 1 else torch.cat([p[3] for p in parts])
+        outputs = run(parts[0][0], x, _sigma_rows([p[2] for p in parts], sizes, x), label)
+        pieces = [out.split(sizes) if out is not None else [None] * len(sizes) for out in outputs]
+        for j, k in enumerate(ks):
+            answers[k] = tuple(piece[j] for piece in pieces)
+    return answers
+
+
+def evaluate_together(evaluations: Sequence[Evaluation]) -> list[Prediction]:
+    """Guided predictions of several evaluations: all classifier calls in one batch per (classifier, gradient),
+    then all denoiser calls in one batch per network. Evaluations may sit at different noise levels."""
+    active = [e.guidance.active(e.sigma) for e in evaluations]
+    asks = []                                            # round 1: the method's classifier, or the probe
+    for k, (e, on) in enumerate(zip(evaluations, active)):
+        model = (e.guidance.classifier_used() if on else None) or e.probe
+        if model is not None:
+            asks.append(((model, on and e.guidance.classifier_grad), e.x, e.sigma, e.label, k))
+    answers = _batched([ask[:4] for ask in asks], lambda what: (id(what[0]), what[1]),
+                       lambda what, x, sigma, label: classify(what[0], x, sigma, label, what[1]))
+    beliefs: list[Belief | None] = [None] * len(evaluations)
+    for ask, answer in zip(asks, answers):
+        beliefs[ask[4]] = Belief(*answer)
+    calls = [e.guidance.requests(e.net, e.x, e.sigma, e.label, belief) if on else [Call(e.net, e.x, e.label)]
+             for e, on, belief in zip(evaluations, active, beliefs)]      # round 2: every denoiser
+    flat = [(call.model, call.x, e.sigma, call.label) for e, cs in zip(evaluations, calls) for call in cs]
+    outputs = iter(out for (out,) in _batched(flat, id, lambda model, x, sigma, label: (model(x, sigma, label),)))
+    predictions = []
+    for e, on, belief, cs in zip(evaluations, active, beliefs, calls):
+        outs = [next(outputs) for _ in cs]
+        p_target = None if belief is None else target_probability(belief.probs, e.label)
+        if not on:
+            predictions.append(Prediction(outs[0], torch.zeros_like(outs[0]), p_target))
+            continue
+        denoised, direction = e.guidance.combine(outs, e.x, e.sigma, e.label, belief)
+        delta = e.guidance.weight * direction
+        predictions.append(Prediction(denoised + delta, delta, p_target))
+    return predictions
+
+
+# ---- the methods: one class each -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClassifierGuidance(Guidance, key="classifier"):
+    """Dhariwal & Nichol (2021), Alg. 2 on D: Delta = sigma^2 grad_x log p(c | x, sigma)."""
+    classifier: Any = None
+    title: ClassVar[str] = "Classifier guidance"
+    short_title: ClassVar[str] = "Classifier"
+    paper: ClassVar[str] = "Dhariwal & Nichol 2021"
+    colour: ClassVar[str] = "#d97706"
+    default_weight: ClassVar[float] = 2.0
+    requires: ClassVar[tuple[str, ...]] = ("classifier",)
+    classifier_grad: ClassVar[bool] = True
+
+    def classifier_used(self):
+        return self.classifier
+
+    def requests(self, net, x, sigma, label, belief):
+        return [Call(net, x, label)]
+
+    def combine(self, outputs, x, sigma, label, belief):
+        return outputs[0], sigma**2 * belief.grad
 
 
 @dataclass(frozen=True)
-class ClassifierFree(Guidance):
+class ClassifierFree(Guidance, key="cfg"):
     """Ho & Salimans (2022), Eq. 6: Delta = D(x|c) - D(x|null)."""
+    title: ClassVar[str] = "Classifier-free guidance"
+    short_title: ClassVar[str] = "Classifier-free"
+    paper: ClassVar[str] = "Ho & Salimans 2022"
+    colour: ClassVar[str] = "#2563eb"
+    nfe_per_step: ClassVar[int] = 2
+    default_weight: ClassVar[float] = 1.0
 
-    def direction(self, net, x, sigma, label, belief):
-        cond, uncond = yield [Denoise(net, x, label), Denoise(net, x, torch.full_like(label, NULL_LABEL))]
+    def requests(self, net, x, sigma, label, belief):
+        return [Call(net, x, label), Call(net, x, torch.full_like(label, NULL_LABEL))]
+
+    def combine(self, outputs, x, sigma, label, belief):
+        cond, uncond = outputs
         return cond, cond - uncond
 
 
 @dataclass(frozen=True)
-class Autoguidance(Guidance):
+class GradientFree(Guidance, key="gfcg"):
+    """Shenoy et al. (2024), GFCG as inferred from its abstract: Delta = a (D(x|c) - D(x|c_ref)) (module docstring)."""
+    classifier: Any = None
+    title: ClassVar[str] = "Gradient-free classifier guidance"
+    short_title: ClassVar[str] = "Gradient-free CG"
+    paper: ClassVar[str] = "Shenoy et al. 2024"
+    colour: ClassVar[str] = "#059669"
+    nfe_per_step: ClassVar[int] = 2
+    default_weight: ClassVar[float] = 3.0
+    requires: ClassVar[tuple[str, ...]] = ("classifier",)
+
+    def classifier_used(self):
+        return self.classifier
+
+    def requests(self, net, x, sigma, label, belief):
+        c_ref = belief.probs.scatter(1, label[:, None], -1.0).argmax(dim=1)       # most-confused other class
+        return [Call(net, x, label), Call(net, x, c_ref)]
+
+    def combine(self, outputs, x, sigma, label, belief):
+        cond, ref = outputs
+        a = 1 - target_probability(belief.probs, label)                          # confusion, (B,)
+        return cond, a.view(-1, *[1] * (cond.ndim - 1)) * (cond - ref)
+
+
+@dataclass(frozen=True)
+class Autoguidance(Guidance, key="autoguidance"):
     """Karras et al. (2024), Eq. 1: Delta = D(x|c) - D_weak(x|c)."""
     weak_net: Any = None
+    title: ClassVar[str] = "Autoguidance"
+    short_title: ClassVar[str] = "Autoguidance"
+    paper: ClassVar[str] = "Karras et al. 2024"
+    colour: ClassVar[str] = "#db2777"
+    nfe_per_step: ClassVar[int] = 2
+    default_weight: ClassVar[float] = 0.5
     requires: ClassVar[tuple[str, ...]] = ("weak_net",)
 
-    def direction(self, net, x, sigma, label, belief):
-        cond, weak = yield [Denoise(net, x, label), Denoise(self.weak_net, x, label)]
+    def requests(self, net, x, sigma, label, belief):
+        return [Call(net, x, label), Call(self.weak_net, x, label)]
+
+    def combine(self, outputs, x, sigma, label, belief):
+        cond, weak = outputs
         return cond, cond - weak
 
 
-@dataclass(frozen=True)
-class ClassifierGuidance(Guidance):
-    """Dhariwal & Nichol (2021), Alg. 2 on D: Delta = sigma^2 grad_x log p(c | x, sigma)."""
-    classifier: Any = None
-    requires: ClassVar[tuple[str, ...]] = ("classifier",)
-    classifier_grad: ClassVar[bool] = True
-
-    def direction(self, net, x, sigma, label, belief):
-        (cond,) = yield [Denoise(net, x, label)]
-        return cond, sigma**2 * belief.grad
-
-
-@dataclass(frozen=True)
-class GradientFree(Guidance):
-    """Shenoy et al. (2024), GFCG: Delta = a (D(x|c) - D(x|c_ref)); c_ref, a from p(.|x) (module docstring)."""
-    classifier: Any = None
-    requires: ClassVar[tuple[str, ...]] = ("classifier",)
-
-    def direction(self, net, x, sigma, label, belief):
-        p = belief.probs                                                    # (B, K), no gradient
-        p_target = p.gather(1, label[:, None])[:, 0]
-        c_ref = p.scatter(1, label[:, None], -1.0).argmax(dim=1)            # most-confused other class
-        cond, ref = yield [Denoise(net, x, label), Denoise(net, x, c_ref)]
-        a = (1 - p_target).view(-1, *[1] * (x.ndim - 1))
-        return cond, a * (cond - ref)
-
-
-GUIDANCE: dict[str, type[Guidance]] = {
-    "unguided": Guidance,
-    "classifier": ClassifierGuidance,
-    "cfg": ClassifierFree,
-    "gfcg": GradientFree,
-    "autoguidance": Autoguidance,
-}
-
-# Network evaluations per step, with guidance on (denoiser-equivalent forwards; classifier passes extra).
-NFE_PER_STEP = {"unguided": 1, "classifier": 1, "cfg": 2, "gfcg": 2, "autoguidance": 2}
-
-
-def effective_weight(method: str, weight: float) -> float:
-    """The w a method actually uses: unguided ignores w."""
-    return 0.0 if GUIDANCE[method] is Guidance else weight
-
-
-def nfe_per_sample(method: str, weight: float, interval: Interval, sigmas: list[float]) -> int:
-    """Denoiser evaluations per sample over the noise levels `sigmas` (a batched pair of labels counts 2)."""
-    guidance = Guidance(weight=effective_weight(method, weight), interval=interval)
-    return sum(NFE_PER_STEP[method] if guidance.active(sigma) else 1 for sigma in sigmas)
+METHODS = tuple(GUIDANCE)      # the shipped methods, in display order (unguided first)
 
 
 def make_guidance(method: str, weight: float, interval: Interval = Interval(), **models: Any) -> Guidance:
-    """Build a method by name; `models` supplies what it `requires` (e.g. classifier=..., weak_net=...)."""
+    """Build a method by name; `models` supplies what it `requires` (e.g. classifier=..., weak_net=...).
+    Unguided ignores w (its weight is 0)."""
     cls = GUIDANCE[method]
     missing = [name for name in cls.requires if models.get(name) is None]
     if missing:
         raise ValueError(f"guidance {method!r} needs {', '.join(missing)}")
-    return cls(weight=effective_weight(method, weight), interval=interval,
+    return cls(weight=0.0 if cls is Guidance else weight, interval=interval,
                **{name: models[name] for name in cls.requires})
+
+
+def nfe_per_sample(method: str, weight: float, interval: Interval, sampler: SamplerConfig) -> int:
+    """Denoiser evaluations per sample of a run (a batched pair of labels counts 2; classifier passes do not)."""
+    guidance = make_guidance(method, weight, interval, **{name: True for name in GUIDANCE[method].requires})
+    sigmas = karras_sigmas(sampler.num_steps, sampler.sigma_min, sampler.sigma_max, sampler.rho)[:-1].tolist()
+    return sum(guidance.nfe_per_step if guidance.active(sigma) else 1 for sigma in sigmas)

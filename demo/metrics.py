@@ -8,7 +8,20 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+
+@torch.no_grad()
+def evaluate_images(eval_classifier: nn.Module, images: Tensor, batch_size: int = 500) -> tuple[Tensor, Tensor]:
+    """One pass of the evaluation classifier over images in [-1, 1]: probabilities (N, NUM_CLASSES) and
+    penultimate features (N, feature_dim), the space of every sample metric (on the CPU)."""
+    device = next(eval_classifier.parameters()).device
+    probs, feats = [], []
+    for i in range(0, len(images), batch_size):
+        f = eval_classifier.features(images[i:i + batch_size].to(device).clamp(-1, 1))
+        feats.append(f.cpu())
+        probs.append(eval_classifier.head(f).softmax(1).cpu())
+    return torch.cat(probs), torch.cat(feats)
 
 
 def mean_pairwise_distance(features: Tensor) -> float:

@@ -1,7 +1,7 @@
 """Networks, all with one interface (EDM, Karras et al. 2022):
 
 - Denoiser:        D(x, sigma, label) -> x0 estimate, label = NULL_LABEL for the unconditional model.
-- NoisyClassifier: logits(x, sigma) and log_prob(x, sigma, label) = log p(label | x, sigma).
+- NoisyClassifier: logits(x, sigma) of p(label | x, sigma).
 - EvalClassifier:  clean-data CNN for metrics only: logits(x), features(x).
 
 Pixels are in [-1, 1]; x = y + sigma * n (variance-exploding form, which is DDPM/DDIM up to scaling).
@@ -151,11 +151,6 @@ class NoisyClassifier(nn.Module):
         _, _, c_in, c_noise = edm_scalings(sigma, self.config.sigma_data)
         emb = F.silu(self.noise_emb(c_noise))
         return self.head(self.encoder(c_in * x, emb)[-1])
-
-    def log_prob(self, x: Tensor, sigma: float | Tensor, label: int | Tensor) -> Tensor:
-        """log p(label | x, sigma), shape (B,)."""
-        label = torch.as_tensor(label, device=x.device).expand(x.shape[0])
-        return self(x, sigma).log_softmax(dim=1).gather(1, label[:, None])[:, 0]
 
 
 class EvalClassifier(nn.Module):

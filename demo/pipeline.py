@@ -5,14 +5,16 @@
     steps = list(generate(models, request))                  # num_steps + 1 Steps; steps[-1].x are the samples
     for per_request in generate_together(models, [r1, r2]):  # several requests in lockstep, batched per step
 
-Every request is validated here (not only in the UI), and raises RequestError with a readable message.
+Every request is validated when it is made (Request.__post_init__, not only in the UI) and raises RequestError
+with a readable message.
 """
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,14 +22,15 @@ import torch
 from torch import Tensor, nn
 
 from . import checkpoints
-from .config import IMAGE_SHAPE, LIMITS, METHODS, NUM_CLASSES, Interval, SamplerConfig
-from .guidance import Guidance, Prediction, evaluate_together, make_guidance
-from .sampling import SAMPLERS, ConcatNoise, NoiseSource, Step, final, sample, split
+from .config import IMAGE_SHAPE, LIMITS, NUM_CLASSES, Interval, SamplerConfig
+from .guidance import GUIDANCE, Evaluation, Guidance, classify, evaluate_together, make_guidance, \
+    nfe_per_sample, target_probability
+from .sampling import SAMPLERS, ConcatNoise, NoiseSource, Prediction, Step, final, sample, split
 from .schedule import karras_sigmas
+from .validation import RequestError, checked, choice, shown
 
-
-class RequestError(ValueError):
-    """A request outside the accepted ranges; the message is meant for the user."""
+__all__ = ["Models", "Request", "RequestError", "GuidedRun", "sample_runs", "sample_labels", "generate_together",
+           "generate", "generate_final"]
 
 
 @dataclass(frozen=True)
@@ -50,45 +53,12 @@ class Models:
         return {"weak_net": self.weak_net, "classifier": self.classifier}
 
 
-def _check_number(name: str, value, low: float, high: float, integer: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise RequestError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise RequestError(f"{name} must be finite, got {value!r}")
-    if integer and int(value) != value:
-        raise RequestError(f"{name} must be a whole number, got {value!r}")
-    if not low <= value <= high:
-        raise RequestError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
-
-
-def parse_int(name: str, value, low: int, high: int) -> int:
-    """A widget or API value that must be a whole number in [low, high]."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise RequestError(f"{name} must be a whole number, got {value!r}") from None
-    if not math.isfinite(number) or number != int(number):
-        raise RequestError(f"{name} must be a whole number, got {value!r}")
-    if not low <= number <= high:
-        raise RequestError(f"{name} must be between {low} and {high}, got {int(number)}")
-    return int(number)
-
-
-def parse_float(name: str, value, default: float | None = None) -> float:
-    """A widget or API value that must be a number; empty means `default` (required if None)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if default is None:
-            raise RequestError(f"{name} is required")
-        return default
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise RequestError(f"{name} must be a number, got {value!r}") from None
-
-
 @dataclass(frozen=True)
 class Request:
-    """One sampling run: class `label`, guidance `method` at weight w, `num_samples` samples from `seed`."""
+    """One sampling run: class `label`, guidance `method` at weight w, `num_samples` samples from `seed`.
+
+    Validated and normalised on creation: numbers become int/float, and an interval that holds every noise
+    level of the schedule becomes Interval() (so the UI's (0, 80] and the API's default are the same request)."""
     label: int
     method: str = "cfg"
     weight: float = 3.0
@@ -98,28 +68,29 @@ class Request:
     interval: Interval = Interval()
 
     def __post_init__(self) -> None:
-        _check_number("class", self.label, 0, NUM_CLASSES - 1, integer=True)
-        if self.method not in METHODS:
-            raise RequestError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        _check_number("guidance weight w", self.weight, 0, LIMITS.max_weight)
-        _check_number("number of samples", self.num_samples, 1, LIMITS.max_samples, integer=True)
-        _check_number("seed", self.seed, 0, LIMITS.max_seed, integer=True)
-        _check_number("steps", self.sampler.num_steps, 1, LIMITS.max_steps, integer=True)
-        if self.sampler.sampler not in SAMPLERS:
-            raise RequestError(f"unknown sampler {self.sampler.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        lo, hi = self.interval.sigma_lo, self.interval.sigma_hi
-        _check_number("guidance interval low sigma", lo, 0, LIMITS.sigma_max)
+        fix = lambda name, value: object.__setattr__(self, name, value)   # noqa: E731 (frozen dataclass)
+        fix("label", checked("class", self.label, 0, NUM_CLASSES - 1, integer=True))
+        choice("method", self.method, GUIDANCE)
+        fix("weight", checked("guidance weight w", self.weight, 0, LIMITS.max_weight))
+        fix("num_samples", checked("number of samples", self.num_samples, 1, LIMITS.max_samples, integer=True))
+        fix("seed", checked("seed", self.seed, 0, LIMITS.max_seed, integer=True))
+        if not isinstance(self.sampler, SamplerConfig):
+            raise RequestError(f"sampler settings must be a SamplerConfig, got {shown(self.sampler)}")
+        choice("sampler", self.sampler.sampler, SAMPLERS)
+        steps = checked("steps", self.sampler.num_steps, 1, LIMITS.max_steps, integer=True)
+        fix("sampler", replace(self.sampler, num_steps=steps))
+        lo = checked("guidance interval low sigma", self.interval.sigma_lo, 0, LIMITS.sigma_max)
+        hi = self.interval.sigma_hi
         if isinstance(hi, bool) or not isinstance(hi, numbers.Real) or math.isnan(hi) or hi < lo:
-            raise RequestError(f"guidance interval high sigma must be a number >= the low sigma ({lo:g}), got {hi!r}")
-        for f in ("label", "num_samples", "seed"):
-            object.__setattr__(self, f, int(getattr(self, f)))
-        object.__setattr__(self, "weight", float(self.weight))
+            raise RequestError(f"guidance interval high sigma must be a number >= the low sigma ({lo:g}), "
+                               f"got {shown(hi)}")
+        everything = lo < self.sampler.sigma_min and hi >= self.sampler.sigma_max
+        fix("interval", Interval() if everything else Interval(lo, float(hi)))
 
-
-# How sampling turns autograd off: inference mode (no version counters or view tracking); on this CPU it
-# measured within noise of no_grad (1.00-1.01x, `python -m demo.bench`, "tried"). Classifier guidance
-# re-enables autograd for its own gradient only.
-NO_AUTOGRAD = torch.inference_mode
+    @property
+    def nfe(self) -> int:
+        """Denoiser evaluations per sample (guidance.nfe_per_sample)."""
+        return nfe_per_sample(self.method, self.weight, self.interval, self.sampler)
 
 
 class GuidedRun(NamedTuple):
@@ -130,33 +101,37 @@ class GuidedRun(NamedTuple):
 
 
 def sample_runs(models: Models, runs: Sequence[GuidedRun], sampler: SamplerConfig = SamplerConfig(),
-                record: bool = True) -> Iterator[Step]:
+                record: bool = True, no_autograd: Callable[[], AbstractContextManager] = torch.inference_mode
+                ) -> Iterator[Step]:
     """Sample several runs side by side in lockstep through the one sampler loop: per step, each network is
     called once on every row asked of it (guidance.evaluate_together). Steps hold all runs concatenated
-    along the batch (split them with sampling.split); `record` adds p(label | x, sigma) per step.
+    along the batch (split them with sampling.split).
 
-    Each run's noise comes from its own seed, so a run gives the same samples alone or in company (up to
-    float rounding of the larger batch). Not validated: `generate` is the checked entry point.
-    """
+    `record` adds p(label | x, sigma) from the noisy classifier to every step: per step it comes with the
+    guidance's own classifier calls, and for the final sample (sigma = 0, where the classifier is undefined)
+    it is read at the schedule's lowest noise level sigma_min. Each run's noise comes from its own seed, so a
+    run gives the same samples alone or in company (up to float rounding of the larger batch). Sampling runs
+    under `no_autograd` (classifier guidance re-enables autograd for its own gradient). Not validated:
+    `generate` is the checked entry point."""
     labels = [run.labels.to(models.device) for run in runs]
     sizes = [len(label) for label in labels]
-    all_labels = torch.cat(labels)
     sigmas = karras_sigmas(sampler.num_steps, sampler.sigma_min, sampler.sigma_max, sampler.rho)
     noise = ConcatNoise([NoiseSource(run.seed, size, models.device) for run, size in zip(runs, sizes)])
     probe = models.classifier if record else None
 
     def denoise(x: Tensor, sigma: float) -> Prediction:
-        with NO_AUTOGRAD():
-            evaluations = [run.guidance.evaluate(models.net, part, sigma, label, probe)
-                           for run, part, label in zip(runs, x.split(sizes), labels)]
-            return Prediction.cat(evaluate_together(evaluations, sigma))
+        with no_autograd():
+            predictions = evaluate_together([Evaluation(run.guidance, models.net, part, sigma, label, probe)
+                                             for run, part, label in zip(runs, x.split(sizes), labels)])
+        return Prediction(*(torch.cat(parts) if all(p is not None for p in parts) else None
+                            for parts in zip(*predictions)))
 
-    def final_probe(x: Tensor, sigma: float) -> Tensor:
-        with NO_AUTOGRAD():
-            return models.classifier(x, sigma).softmax(dim=1).gather(1, all_labels[:, None])[:, 0]
-
-    return sample(denoise, sigmas, noise, IMAGE_SHAPE, sampler.sampler, sampler.clip_denoised,
-                  final_probe if record else None)
+    for step in sample(denoise, sigmas, noise, IMAGE_SHAPE, sampler.sampler, sampler.clip_denoised):
+        if record and step.p_target is None:                     # the final sample
+            with no_autograd():
+                belief = classify(probe, step.x, sampler.sigma_min, torch.cat(labels), grad=False)
+            step = replace(step, p_target=target_probability(belief.probs, torch.cat(labels)))
+        yield step
 
 
 def sample_labels(models: Models, method: str, weight: float, labels: Tensor, seed: int,
@@ -167,7 +142,9 @@ def sample_labels(models: Models, method: str, weight: float, labels: Tensor, se
     return sample_runs(models, [GuidedRun(guidance, labels, seed)], sampler, record)
 
 
-def generate_together(models: Models, requests: Sequence[Request], record: bool = True) -> Iterator[list[Step]]:
+def generate_together(models: Models, requests: Sequence[Request], record: bool = True,
+                      no_autograd: Callable[[], AbstractContextManager] = torch.inference_mode
+                      ) -> Iterator[list[Step]]:
     """Validated requests sharing one sampler configuration, sampled together; yields per step one Step per
     request. This is how a comparison runs all its methods at once."""
     if not requests:
@@ -177,7 +154,7 @@ def generate_together(models: Models, requests: Sequence[Request], record: bool 
     runs = [GuidedRun(make_guidance(r.method, r.weight, r.interval, **models.guidance_models()),
                       torch.full((r.num_samples,), r.label, dtype=torch.long), r.seed) for r in requests]
     sizes = [r.num_samples for r in requests]
-    return (split(step, sizes) for step in sample_runs(models, runs, requests[0].sampler, record))
+    return (split(step, sizes) for step in sample_runs(models, runs, requests[0].sampler, record, no_autograd))
 
 
 def generate(models: Models, request: Request, record: bool = True) -> Iterator[Step]:
@@ -188,26 +165,3 @@ def generate(models: Models, request: Request, record: bool = True) -> Iterator[
 def generate_final(models: Models, request: Request) -> Tensor:
     """Only the final samples (B, 1, 28, 28) in [-1, 1]."""
     return final(generate(models, request, record=False))
-
-
-@torch.no_grad()
-def evaluate_images(models: Models, images: Tensor, batch_size: int = 500) -> tuple[Tensor, Tensor]:
-    """One pass of the evaluation classifier over images in [-1, 1]: probabilities (N, NUM_CLASSES) and
-    penultimate features (N, feature_dim), the space of every sample metric."""
-    probs, feats = [], []
-    for i in range(0, len(images), batch_size):
-        f = models.eval_classifier.features(images[i:i + batch_size].to(models.device).clamp(-1, 1))
-        feats.append(f.cpu())
-        probs.append(models.eval_classifier.head(f).softmax(1).cpu())
-    return torch.cat(probs), torch.cat(feats)
-
-
-def classify(models: Models, images: Tensor) -> Tensor:
-    """Evaluation-classifier probabilities (N, NUM_CLASSES)."""
-    return evaluate_images(models, images)[0]
-
-
-def features(models: Models, images: Tensor) -> Tensor:
-    """Evaluation-classifier penultimate features (N, feature_dim)."""
-    return evaluate_images(models, images)[1]
-

@@ -1,16 +1,12 @@
-"""Pure tensor -> picture helpers (PIL and matplotlib). Nothing here samples or knows about Gradio.
+"""Pure tensor -> picture helpers (PIL and matplotlib). Nothing here samples, writes files or knows about Gradio.
 
 Digits are 28x28: they are always upscaled with nearest-neighbour (crisp pixels) and saved as PNG/GIF.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
 
@@ -24,8 +20,6 @@ from torch import Tensor  # noqa: E402
 SCALE = 4                    # 28 px -> 112 px
 BACKGROUND = (255, 255, 255)
 INK = (40, 40, 48)
-METHOD_COLOURS = {"unguided": "#6b7280", "classifier": "#d97706", "cfg": "#2563eb", "gfcg": "#059669",
-                  "autoguidance": "#db2777"}
 
 
 def to_uint8(images: Tensor) -> np.ndarray:
@@ -93,11 +87,11 @@ def _decorate(ax: plt.Axes, xlabel: str, ylabel: str, title: str, legend_columns
 
 
 def step_curves(series: dict[str, np.ndarray], steps: np.ndarray, ylabel: str, title: str,
-                log: bool = False, ylim: tuple[float, float] | None = None) -> plt.Figure:
+                colours: dict[str, str], log: bool = False, ylim: tuple[float, float] | None = None) -> plt.Figure:
     """One line per method of a per-step quantity (p(target | x_t) or the guidance norm)."""
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100, layout="constrained")
-    for method, values in series.items():
-        ax.plot(steps[: len(values)], values, label=method, color=METHOD_COLOURS.get(method), lw=2)
+    for name, values in series.items():
+        ax.plot(steps[: len(values)], values, label=name, color=colours.get(name), lw=2)
     if log:
         ax.set_yscale("symlog", linthresh=1e-2)
     if ylim:
@@ -107,24 +101,25 @@ def step_curves(series: dict[str, np.ndarray], steps: np.ndarray, ylabel: str, t
 
 
 def tradeoff(points: dict[str, list[tuple[float, float, float]]], xlabel: str, ylabel: str,
-             title: str) -> plt.Figure:
+             title: str, colours: dict[str, str]) -> plt.Figure:
     """Per-method curves of (x, y) points annotated with their guidance weight w: (w, x, y) triples."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100, layout="constrained")
-    for method, triples in points.items():
+    for name, triples in points.items():
         ws, xs, ys = zip(*triples)
-        ax.plot(xs, ys, "o-", label=method, color=METHOD_COLOURS.get(method), lw=2)
+        ax.plot(xs, ys, "o-", label=name, color=colours.get(name), lw=2)
         for w, x, y in triples:
             ax.annotate(f"{w:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     _decorate(ax, xlabel, ylabel, title)
     return fig
 
 
-def toy_panels(panels: dict[str, dict], extent: float, title: str) -> plt.Figure:
+def toy_panels(panels: dict[str, dict], extent: float, title: str, colours: dict[str, str]) -> plt.Figure:
     """One panel per method: tilted-density filled contours, p(x|c) contour lines, trajectories, samples and,
-    optionally, the guidance vector field. Each panel dict has xx, yy, cond, tilted, paths (N+1, B, 2), field."""
+    optionally, the guidance vector field. Each panel dict has xx, yy, cond, tilted, paths (N+1, K, 2) (drawn
+    trajectories), finals (B, 2) (every final point) and field."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.7), dpi=100, layout="constrained",
                              sharex=True, sharey=True)
-    for ax, (method, panel) in zip(np.atleast_1d(axes), panels.items()):
+    for ax, (name, panel) in zip(np.atleast_1d(axes), panels.items()):
         ax.contourf(panel["xx"], panel["yy"], panel["tilted"], levels=12, cmap="Blues", alpha=0.85)
         ax.contour(panel["xx"], panel["yy"], panel["cond"], levels=6, colors="0.35", linewidths=0.7,
                    linestyles="dashed")
@@ -132,49 +127,28 @@ def toy_panels(panels: dict[str, dict], extent: float, title: str) -> plt.Figure
         for k in range(min(12, paths.shape[1])):
             ax.plot(paths[:, k, 0].clip(-extent, extent), paths[:, k, 1].clip(-extent, extent), lw=0.6,
                     color="0.25", alpha=0.6)
-        ax.scatter(paths[-1, :, 0], paths[-1, :, 1], s=3, color=METHOD_COLOURS.get(method, "k"), alpha=0.6)
+        ax.scatter(panel["finals"][:, 0], panel["finals"][:, 1], s=3, color=colours.get(name, "k"), alpha=0.6)
         if panel.get("field") is not None:
             fx, fy, u, v = panel["field"]
             ax.quiver(fx, fy, u, v, color="#b91c1c", angles="xy", scale_units="xy", scale=None, width=0.004)
         ax.set_xlim(-extent, extent)
         ax.set_ylim(-extent, extent)
         ax.set_aspect("equal")
-        ax.set_title(method, fontsize=10, color=METHOD_COLOURS.get(method, "k"))
+        ax.set_title(name, fontsize=10, color=colours.get(name, "k"))
         ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
     return fig
 
 
 def method_lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
-                 title: str, logx: bool = False, logy: bool = False) -> plt.Figure:
+                 title: str, colours: dict[str, str], logx: bool = False, logy: bool = False) -> plt.Figure:
     """One line per method of a metric against w (or any x)."""
     fig, ax = plt.subplots(figsize=(6, 3.8), dpi=110, layout="constrained")
-    for method, (xs, ys) in series.items():
-        ax.plot(xs, ys, "o-", label=method, color=METHOD_COLOURS.get(method), lw=2, ms=4)
+    for name, (xs, ys) in series.items():
+        ax.plot(xs, ys, "o-", label=name, color=colours.get(name), lw=2, ms=4)
     if logx:
         ax.set_xscale("symlog", linthresh=0.25)
     if logy:
         ax.set_yscale("log")
     _decorate(ax, xlabel, ylabel, title)
     return fig
-
-
-def save_file(data: bytes, folder: Path, name: str) -> str:
-    """Write data to folder/<content hash>/name atomically (temp file + rename) once, and return the path.
-
-    Handing Gradio finished files instead of PIL images avoids its cache rewriting the same file while
-    another client is still downloading it (seen under 16 concurrent clients)."""
-    path = folder / hashlib.sha256(data).hexdigest()[:32] / name
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, staging = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.replace(staging, path)
-    return str(path)
-
-
-def save_png(image: Image.Image, folder: Path, name: str = "image.png") -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return save_file(buffer.getvalue(), folder, name)

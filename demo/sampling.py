@@ -1,7 +1,7 @@
 """The one sampler loop. It knows nothing about guidance, rho or recording: it yields typed steps.
 
-`denoise(x, sigma) -> Prediction` is the (guided) denoiser, `sigmas` a decreasing sequence ending in 0. The
-batch may hold several runs side by side (pipeline.sample_runs): every step here is elementwise per sample.
+`denoise(x, sigma) -> Prediction` is any denoiser (guided or not), `sigmas` a decreasing sequence ending in 0.
+The batch may hold several runs side by side (pipeline.sample_runs): every step here is elementwise per sample.
 Samplers (Karras et al. 2022, Sec. 3 / k-diffusion):
   ddim       deterministic: Euler on the probability-flow ODE, x' = D + (sigma'/sigma)(x - D). In the
              sigma parametrisation this is exactly DDIM with eta = 0 (Song et al. 2021; Karras et al. 2022, Sec. 3).
@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from .guidance import Prediction
+
+class Prediction(NamedTuple):
+    """What a denoiser returns to the sampler: its x0 estimate and, optionally, two records for the trajectory."""
+    denoised: Tensor                  # x0 estimate D(x; sigma) the step follows (guided, for a guided denoiser)
+    delta: Tensor | None = None       # how much of it is guidance: D_w - D(x|c) (None: nothing)
+    p_target: Tensor | None = None    # p(c | x, sigma) if the denoiser computed it, (B,)
 
 
 class NoiseSource:
@@ -61,9 +67,10 @@ class Step:
     index: int
     sigma: float
     x: Tensor                    # noisy state entering this step, (B, ...)
-    denoised: Tensor             # guided x0 estimate D_w(x; sigma) (the final sample at sigma = 0)
-    guidance_norm: Tensor        # ||D_w - D(x|c)|| per sample, (B,): how much guidance moved the estimate
-    p_target: Tensor | None      # p(c | x, sigma) from the noisy classifier, (B,), if a probe was given
+    denoised: Tensor             # x0 estimate the step followed (after the clamp, if any; the final sample at N)
+    guidance_norm: Tensor        # ||applied change|| per sample, (B,): how far guidance moved the estimate the
+                                 # step followed, i.e. after the clamp: ||clamp(D_w) - clamp(D)||
+    p_target: Tensor | None      # p(c | x, sigma), (B,), if the denoiser reported it
 
 
 Noise = NoiseSource | ConcatNoise | BatchNoise
@@ -85,24 +92,34 @@ def ancestral_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float,
 SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddim": ddim_step, "ancestral": ancestral_step}
 
 
-def sample(denoise: Callable[[Tensor, float], Prediction], sigmas: Tensor, noise: Noise,
-           shape: tuple[int, ...], sampler: str = "ddim", clip_denoised: bool = False,
-           probe: Callable[[Tensor, float], Tensor] | None = None) -> Iterator[Step]:
-    """Yield num_steps + 1 Steps from x = sigma_0 * n to the sample at sigma_N = 0.
+def followed(pred: Prediction, clip_denoised: bool) -> tuple[Tensor, Tensor]:
+    """The x0 estimate a step follows and the per-sample norm of what guidance changed in it.
 
-    p(c|x) per step is the Prediction's (the guidance computes it, batched with its own classifier calls);
-    `probe(x, sigma) -> p(c|x, sigma)`, optional, gives it for the final sample.
-    """
+    With the clamp to the data range [-1, 1] on, the change that reaches the sample is clamp(D_w) - clamp(D),
+    which is smaller than delta wherever D_w leaves the range (large w)."""
+    if not clip_denoised:
+        applied = pred.delta
+        denoised = pred.denoised
+    else:
+        denoised = pred.denoised.clamp(-1, 1)
+        applied = None if pred.delta is None else denoised - (pred.denoised - pred.delta).clamp(-1, 1)
+    norm = denoised.new_zeros(len(denoised)) if applied is None else applied.flatten(1).norm(dim=1)
+    return denoised, norm
+
+
+def sample(denoise: Callable[[Tensor, float], Prediction], sigmas: Tensor, noise: Noise,
+           shape: tuple[int, ...], sampler: str = "ddim", clip_denoised: bool = False) -> Iterator[Step]:
+    """Yield num_steps + 1 Steps from x = sigma_0 * n to the sample at sigma_N = 0 (whose p_target is None:
+    nothing is evaluated there)."""
     step_fn = SAMPLERS[sampler]
     sigma_list = [float(s) for s in sigmas]
     x = sigma_list[0] * noise.randn(shape)
     for i, (sigma, sigma_next) in enumerate(zip(sigma_list[:-1], sigma_list[1:])):
         pred = denoise(x, sigma)
-        denoised = pred.denoised.clamp(-1, 1) if clip_denoised else pred.denoised
-        yield Step(i, sigma, x, denoised, pred.delta.flatten(1).norm(dim=1), pred.p_target)
+        denoised, norm = followed(pred, clip_denoised)
+        yield Step(i, sigma, x, denoised, norm, pred.p_target)
         x = step_fn(x, denoised, sigma, sigma_next, noise)
-    p_final = probe(x, sigma_list[-2]) if probe is not None else None   # classifier's lowest trained sigma
-    yield Step(len(sigma_list) - 1, 0.0, x, x, x.new_zeros(x.shape[0]), p_final)
+    yield Step(len(sigma_list) - 1, 0.0, x, x, x.new_zeros(x.shape[0]), None)
 
 
 def split(step: Step, sizes: list[int]) -> list[Step]:

@@ -2,25 +2,33 @@
 
 Same sampler loop and guidance classes as the image model; only the "networks" are exact:
 D(x; sigma, c) and p(c | x, sigma) of the mixture, and a widened mixture as the weak model of autoguidance.
+A run keeps only what the figure and the table use (a few trajectories and the final points), so its memory
+stays bounded whatever the number of points and steps.
 """
 from __future__ import annotations
 
-import functools
+import threading
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from .config import METHODS, Interval
-from .guidance import make_guidance
+from .config import LIMITS, Interval
+from .explorer import Live, Progress
+from .guidance import GUIDANCE, METHODS, make_guidance
 from .sampling import BatchNoise, sample
 from .schedule import karras_sigmas
 from .toy import PRESETS, GaussianMixture, MixtureClassifier
+from .validation import RequestError, checked, choice
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0        # the image model's noise levels (a smaller sigma_max biases samples)
 WEAK_EXTRA_STD = 0.6                      # autoguidance's weak model: every covariance + 0.6^2 I
 EXTENT = 4.5                              # plots and density grids cover [-EXTENT, EXTENT]^2
+TRACKED = 12                              # trajectories kept (and drawn) per method
+CACHE_SIZE = 8
 
 
 def exact_models(mixture: GaussianMixture) -> dict:
@@ -28,48 +36,98 @@ def exact_models(mixture: GaussianMixture) -> dict:
     return {"classifier": MixtureClassifier(mixture), "weak_net": mixture.widened(WEAK_EXTRA_STD)}
 
 
+def classes(preset: str) -> list[int]:
+    """The class labels of a preset's mixture (what the class picker offers)."""
+    return list(range(PRESETS[preset]().num_classes))
+
+
 @dataclass(frozen=True)
-class ToyResult:
-    mixture: GaussianMixture
+class ToyRequest:
+    preset: str
     label: int
     weight: float
+    num_steps: int = 100
+    num_samples: int = 500
+    seed: int = 0
+    interval: Interval = Interval()
+    methods: tuple[str, ...] = METHODS
+
+
+def parse_toy(preset, label, weight, num_steps, num_samples, seed, methods: Sequence[str] = METHODS) -> ToyRequest:
+    """Widget values -> a validated ToyRequest (RequestError with a clear message otherwise)."""
+    choice("mixture", preset, PRESETS)
+    for method in methods:
+        choice("method", method, GUIDANCE)
+    return ToyRequest(preset, checked("class", label, 0, PRESETS[preset]().num_classes - 1, integer=True),
+                      checked("guidance weight w", weight, 0, LIMITS.max_weight),
+                      checked("steps", num_steps, 1, LIMITS.max_steps, integer=True),
+                      checked("number of points", num_samples, 1, LIMITS.max_toy_points, integer=True),
+                      checked("seed", seed, 0, LIMITS.max_seed, integer=True), methods=tuple(methods))
+
+
+@dataclass(frozen=True)
+class ToyResult:
+    request: ToyRequest
+    mixture: GaussianMixture
     sigmas: np.ndarray                    # (N + 1,)
-    paths: dict[str, np.ndarray]          # method -> (N + 1, B, 2) states from noise to sample
+    paths: dict[str, np.ndarray]          # method -> (N + 1, TRACKED, 2): the first points, noise to sample
+    finals: dict[str, np.ndarray]         # method -> (B, 2) every final point
     seconds: float
+    from_cache: bool = False
 
 
-MAX_TOY_SAMPLES = 5000
-
-
-def parse_toy(preset, label, weight, num_steps, num_samples, seed) -> tuple:
-    """Widget values -> validated run_toy arguments (RequestError with a clear message otherwise)."""
-    from .pipeline import RequestError, parse_float, parse_int
-    if preset not in PRESETS:
-        raise RequestError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    label = parse_int("class", label, 0, PRESETS[preset]().num_classes - 1)
-    weight = parse_float("guidance weight w", weight)
-    if not 0 <= weight <= 20:
-        raise RequestError(f"guidance weight w must be between 0 and 20, got {weight:g}")
-    return (preset, label, weight, parse_int("steps", num_steps, 1, 1000),
-            parse_int("number of points", num_samples, 1, MAX_TOY_SAMPLES), parse_int("seed", seed, 0, 2**31 - 1))
-
-
-@functools.lru_cache(maxsize=8)
-def run_toy(preset: str, label: int, weight: float, num_steps: int = 100, num_samples: int = 500, seed: int = 0,
-            sampler: str = "ddim", interval: Interval = Interval()) -> ToyResult:
-    """Every method from the same noise; returns full trajectories."""
-    mixture = PRESETS[preset]()
+def toy_live(request: ToyRequest) -> Progress[ToyResult]:
+    """Every method from the same noise, advanced together one step at a time (so a caller can stop between
+    steps); yields (steps done, total) and returns the result."""
+    mixture = PRESETS[request.preset]()
     models = exact_models(mixture)
-    labels = torch.full((num_samples,), label, dtype=torch.long)
-    sigmas = karras_sigmas(num_steps, SIGMA_MIN, SIGMA_MAX)
-    paths = {}
+    labels = torch.full((request.num_samples,), request.label, dtype=torch.long)
+    sigmas = karras_sigmas(request.num_steps, SIGMA_MIN, SIGMA_MAX)
     start = time.perf_counter()
-    for method in METHODS:
-        guidance = make_guidance(method, weight, interval, **models)
-        noise = BatchNoise(seed, num_samples, dtype=torch.float64)
-        steps = sample(lambda x, s: guidance(mixture, x, s, labels), sigmas, noise, (2,), sampler)
-        paths[method] = torch.stack([step.x for step in steps]).numpy()
-    return ToyResult(mixture, label, weight, sigmas.numpy(), paths, time.perf_counter() - start)
+    runs = {}
+    for method in request.methods:
+        guidance = make_guidance(method, request.weight, request.interval, **models)
+        noise = BatchNoise(request.seed, request.num_samples, dtype=torch.float64)
+        runs[method] = sample(lambda x, s, g=guidance: g(mixture, x, s, labels), sigmas, noise, (2,))
+    paths: dict[str, list] = {m: [] for m in runs}
+    total = request.num_steps + 1
+    for i, steps in enumerate(zip(*runs.values())):
+        for method, step in zip(runs, steps):
+            paths[method].append(step.x[:TRACKED].numpy())
+        yield i + 1, total
+    finals = {m: step.x.numpy() for m, step in zip(runs, steps)}
+    return ToyResult(request, mixture, sigmas.numpy(), {m: np.stack(p) for m, p in paths.items()}, finals,
+                     time.perf_counter() - start)
+
+
+class ToyLab:
+    """The 2-D lab's runs, with a small thread-safe LRU cache of results."""
+
+    def __init__(self, cache_size: int = CACHE_SIZE):
+        self.cache: OrderedDict[ToyRequest, ToyResult] = OrderedDict()
+        self.cache_size, self.lock = cache_size, threading.Lock()
+
+    def run_live(self, request: ToyRequest) -> Live[ToyResult]:
+        return Live(self._run(request))
+
+    def _run(self, request: ToyRequest) -> Progress[ToyResult]:
+        with self.lock:
+            if request in self.cache:
+                self.cache.move_to_end(request)
+                return replace(self.cache[request], from_cache=True)
+        result = yield from toy_live(request)
+        with self.lock:
+            self.cache[request] = result
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+        return result
+
+
+def run_toy(preset: str, label: int, weight: float, num_steps: int = 100, num_samples: int = 500, seed: int = 0,
+            interval: Interval = Interval(), methods: Sequence[str] = METHODS) -> ToyResult:
+    """Sample (no cache): the methods named, from the same noise."""
+    return Live(toy_live(ToyRequest(preset, label, weight, num_steps, num_samples, seed, interval,
+                                    tuple(methods)))).run()
 
 
 def density_grid(mixture: GaussianMixture, label: int, weight: float, resolution: int = 161,
@@ -100,31 +158,36 @@ def grid_moments(xx: np.ndarray, yy: np.ndarray, density: np.ndarray) -> tuple[n
 
 def moments_table(result: ToyResult) -> str:
     """Markdown: sample mean/std per method next to those of the exact tilted density q_w."""
-    xx, yy, _, tilted = density_grid(result.mixture, result.label, result.weight)
+    xx, yy, _, tilted = density_grid(result.mixture, result.request.label, result.request.weight)
     target_mean, target_std = grid_moments(xx, yy, tilted)
     lines = ["| | mean | std | distance of mean to q_w's | std / q_w's std |", "|---|---|---|---|---|",
              f"| **exact tilted q_w** | ({target_mean[0]:+.2f}, {target_mean[1]:+.2f}) | "
              f"({target_std[0]:.2f}, {target_std[1]:.2f}) | – | – |"]
-    for method, path in result.paths.items():
-        x = path[-1]
+    for method, x in result.finals.items():
         mean, std = x.mean(0), x.std(0)
         ratio = std / target_std
-        lines.append(f"| {method} | ({mean[0]:+.2f}, {mean[1]:+.2f}) | ({std[0]:.2f}, {std[1]:.2f}) | "
-                     f"{np.linalg.norm(mean - target_mean):.3f} | ({ratio[0]:.2f}, {ratio[1]:.2f}) |")
+        lines.append(f"| {GUIDANCE[method].short_title} | ({mean[0]:+.2f}, {mean[1]:+.2f}) | "
+                     f"({std[0]:.2f}, {std[1]:.2f}) | {np.linalg.norm(mean - target_mean):.3f} | "
+                     f"({ratio[0]:.2f}, {ratio[1]:.2f}) |")
     return "\n".join(lines)
+
+
+def field_sigma(result: ToyResult, step: int) -> float:
+    """The noise level of sampling step `step`, clamped to the steps that have one (the last state has none)."""
+    return float(result.sigmas[min(max(step, 0), len(result.sigmas) - 2)])
 
 
 def guidance_field(result: ToyResult, method: str, step: int, resolution: int = 17,
                    extent: float = EXTENT) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """w * Delta of one method at the noise level of `step`, on a coarse grid (for a quiver plot)."""
-    mixture = result.mixture
-    models = exact_models(mixture)
+    """w * Delta of one method at the noise level of `step`, on a coarse grid (for a quiver plot); zero where
+    the run's guidance interval switches guidance off."""
+    mixture, request = result.mixture, result.request
     axis = torch.linspace(-extent, extent, resolution, dtype=torch.float64)
     xx, yy = torch.meshgrid(axis, axis, indexing="xy")
     points = torch.stack([xx.flatten(), yy.flatten()], 1)
-    sigma = float(result.sigmas[min(step, len(result.sigmas) - 2)])
-    labels = torch.full((len(points),), result.label, dtype=torch.long)
-    delta = make_guidance(method, result.weight, **models)(mixture, points, sigma, labels).delta
+    labels = torch.full((len(points),), request.label, dtype=torch.long)
+    guidance = make_guidance(method, request.weight, request.interval, **exact_models(mixture))
+    delta = guidance(mixture, points, field_sigma(result, step), labels).delta
     return xx.numpy(), yy.numpy(), delta[:, 0].view_as(xx).numpy(), delta[:, 1].view_as(xx).numpy()
 
 
@@ -137,11 +200,14 @@ def total_mass(density: np.ndarray, extent: float = EXTENT) -> float:
 def figure(result: ToyResult, field_step: int | None = None):
     """The toy tab's picture: one panel per method (see render.toy_panels)."""
     from . import render
-    xx, yy, cond, tilted = density_grid(result.mixture, result.label, result.weight)
+    request = result.request
+    xx, yy, cond, tilted = density_grid(result.mixture, request.label, request.weight)
     visible = result.sigmas <= EXTENT                     # earlier states lie far outside the plot
-    panels = {m: {"xx": xx, "yy": yy, "cond": cond, "tilted": tilted, "paths": path[visible],
-                  "field": None if field_step is None or m == "unguided" else guidance_field(result, m, field_step)}
-              for m, path in result.paths.items()}
-    sigma = "" if field_step is None else f"; arrows: w·Δ at σ = {result.sigmas[field_step]:.3g}"
-    return render.toy_panels(panels, EXTENT, f"class {result.label}, w = {result.weight:g}: blue = exact tilted "
-                             f"density p(x|c) p(c|x)^w, dashed = p(x|c){sigma}")
+    panels = {GUIDANCE[m].short_title: {
+        "xx": xx, "yy": yy, "cond": cond, "tilted": tilted, "paths": path[visible], "finals": result.finals[m],
+        "field": None if field_step is None or m == "unguided" else guidance_field(result, m, field_step)}
+        for m, path in result.paths.items()}
+    sigma = "" if field_step is None else f"; arrows: w·Δ at σ = {field_sigma(result, field_step):.3g}"
+    return render.toy_panels(panels, EXTENT, f"class {request.label}, w = {request.weight:g}: blue = exact tilted "
+                             f"density p(x|c) p(c|x)^w, dashed = p(x|c){sigma}",
+                             {GUIDANCE[m].short_title: GUIDANCE[m].colour for m in result.paths})

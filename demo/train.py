@@ -25,7 +25,7 @@ from .data import load_mnist
 from .networks import Denoiser, EvalClassifier, NoisyClassifier
 from .schedule import training_sigmas
 
-RUNS_DIR = Path("runs")
+RUNS_DIR = Path(__file__).resolve().parent.parent / "runs"     # resumable state, beside weights/
 
 
 def denoiser_loss(net: Denoiser, y: Tensor, label: Tensor, cfg: TrainConfig, gen: torch.Generator) -> Tensor:

@@ -29,6 +29,27 @@ def mixture_classifier(mixture) -> MixtureClassifier:
     return MixtureClassifier(mixture)
 
 
+@pytest.fixture()
+def away_from_zero():
+    """A toy guidance method, written the way a new method is added: one small class (removed afterwards)."""
+    import torch
+
+    from demo.guidance import GUIDANCE, Call, Guidance
+
+    class AwayFromZero(Guidance, key="away_from_zero"):
+        """Delta = D(x|c) - D(x|0): push away from class 0."""
+        nfe_per_step = 2
+
+        def requests(self, net, x, sigma, label, belief):
+            return [Call(net, x, label), Call(net, x, torch.zeros_like(label))]
+
+        def combine(self, outputs, x, sigma, label, belief):
+            return outputs[0], outputs[0] - outputs[1]
+
+    yield AwayFromZero
+    GUIDANCE.pop("away_from_zero")
+
+
 @pytest.fixture(scope="session")
 def models():
     from demo.pipeline import Models

@@ -13,8 +13,8 @@ from PIL import Image
 
 import app
 from demo import explorer as ex
-from demo.config import METHODS
-from demo.guidance import NFE_PER_STEP
+from demo import toy_lab, views
+from demo.guidance import GUIDANCE, METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = dict(label=3, weight=2.0, num_steps=12, sampler="ddim", num_samples=4, seed=1, sigma_lo=0.0,
@@ -76,11 +76,11 @@ def test_comparison_samples_all_methods_together_as_they_would_alone(explorer, m
     """Lockstep batching is a speed-up only: each method's samples match its run alone (up to float rounding
     of the larger batch), and the same comparison twice is bitwise identical."""
     base = ex.parse_request(*SETTINGS.values())
-    runs = ex.Explorer(models).compare(base)
-    again = ex.Explorer(models).compare(base)
+    runs = ex.Explorer(models).compare(base).runs
+    again = ex.Explorer(models).compare(base).runs
     for method, run in runs.items():
         assert torch.equal(run.samples, again[method].samples)
-        alone = ex.run_method(models, replace(base, method=method))
+        (alone,) = ex.run_methods(models, [replace(base, method=method)])
         torch.testing.assert_close(run.samples, alone.samples, rtol=0, atol=2e-3)
         np.testing.assert_allclose(run.p_target, alone.p_target, atol=2e-3)
 
@@ -91,7 +91,7 @@ def test_long_runs_are_split_into_bounded_batches():
     groups = ex.batches(requests, max_rows=512)
     assert [r for g in groups for r in g] == requests
     for group in groups:
-        rows = sum(r.num_samples * NFE_PER_STEP[r.method] for r in group)
+        rows = sum(r.num_samples * GUIDANCE[r.method].nfe_per_step for r in group)
         assert rows <= 512 or len(group) == 1
 
 
@@ -105,7 +105,10 @@ def test_long_runs_are_split_into_bounded_batches():
     ("num_steps", 0, "steps must be between 1 and 1000"),
     ("num_steps", 1001, "steps must be between 1 and 1000"),
     ("seed", 1.5, "seed must be a whole number"),
-    ("seed", "lucky", "seed must be a whole number"),
+    ("seed", "lucky", "seed must be a number"),
+    ("seed", True, "seed must be a number"),
+    ("label", [3], "class must be a number"),
+    ("weight", None, "w must be a number"),
     ("seed", -3, "seed must be between"),
     ("num_samples", 65, "number of samples must be between 1 and 64"),
     ("sampler", "euler", "unknown sampler"),
@@ -130,12 +133,44 @@ def test_sweep_handler_draws_every_method_and_weight(explorer):
 
 
 def test_toy_handler_and_its_errors(explorer):
-    figure, table = app.on_toy("three classes, overlapping", 1, 2.0, 20, 100, 0, True, 10)
-    assert len(figure.axes) == len(METHODS) and "exact tilted" in table
-    with pytest.raises(gr.Error, match="class must be between 0 and 2"):
-        app.on_toy("three classes, overlapping", 3, 2.0, 20, 100, 0, False, 10)
-    with pytest.raises(gr.Error, match="unknown preset"):
-        app.on_toy("nope", 0, 2.0, 20, 100, 0, False, 10)
+    figure, table = drain(app.on_toy("three classes, overlapping", 1, 2.0, 20, 100, 0, True, 10))
+    assert len(figure.axes) == len(METHODS) and "exact tilted" in table and "sampled in" in table
+    _, again = drain(app.on_toy("three classes, overlapping", 1, 2.0, 20, 100, 0, True, 10))
+    assert "from cache" in again                                  # a cached result is not timed as new
+    with pytest.raises(gr.Error, match="class must be between 0 and 2"):     # the API can still send it
+        drain(app.on_toy("three classes, overlapping", 3, 2.0, 20, 100, 0, False, 10))
+    with pytest.raises(gr.Error, match="unknown mixture"):
+        drain(app.on_toy("nope", 0, 2.0, 20, 100, 0, False, 10))
+
+
+@pytest.mark.parametrize("preset", list(toy_lab.PRESETS))
+def test_toy_class_picker_follows_the_mixture(preset):
+    radio = app.on_toy_preset(preset, 3)
+    assert radio.choices == [(str(c), c) for c in range(toy_lab.PRESETS[preset]().num_classes)]
+    assert radio.value in range(toy_lab.PRESETS[preset]().num_classes)
+
+
+def test_stop_buttons_cancel_every_long_run():
+    """Stop ends a comparison, a sweep and a 2-D lab run (each tab has its own Stop)."""
+    fns = app.build().fns.values()
+    cancelled = {fn.name for stop in fns for index in stop.cancels for fn in fns if fn._id == index}
+    assert {"on_compare", "on_sweep", "on_toy"} <= cancelled
+
+
+def test_summary_says_which_runs_came_from_the_cache(explorer):
+    base = ex.parse_request(*{**SETTINGS, "seed": 77}.values())
+    first = explorer.compare(base)
+    assert "sampled together" in views.summary(first) and "from cache" not in views.summary(first)
+    second = explorer.compare(replace(base, weight=4.0))            # unguided is reused
+    assert "1 run from cache" in views.summary(second) and "4 runs sampled together" in views.summary(second)
+    assert "5 runs from cache" in views.summary(explorer.compare(base))
+
+
+def test_a_new_method_samples_alongside_the_shipped_ones(explorer, away_from_zero):
+    base = ex.parse_request(*{**SETTINGS, "seed": 78}.values())
+    results = explorer.compare(base, methods=(*METHODS, "away_from_zero"))
+    assert list(results.runs) == [*METHODS, "away_from_zero"] and len(results.fresh_batches) == 1
+    assert not torch.equal(results.runs["away_from_zero"].samples, results.runs["unguided"].samples)
 
 
 def test_trajectory_without_a_comparison_is_a_clear_error(explorer):
@@ -145,6 +180,7 @@ def test_trajectory_without_a_comparison_is_a_clear_error(explorer):
 
 # ---- the real server -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_gradio_client_gets_every_gallery(server):
     from gradio_client import Client
     client = Client(server, verbose=False)
@@ -165,8 +201,9 @@ def test_gradio_client_gets_every_gallery(server):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_browser_generates_and_shows_every_gallery(server):
+def test_browser_generates_and_shows_every_gallery(server, tmp_path):
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -179,8 +216,7 @@ def test_browser_generates_and_shows_every_gallery(server):
             page.locator(f"#gallery-{method} img").first.wait_for(timeout=90_000)
         page.locator("#summary table").wait_for(timeout=90_000)
         page.locator("#filmstrip img").wait_for(timeout=90_000)
-        (ROOT / "assets").mkdir(exist_ok=True)
-        page.screenshot(path=str(ROOT / "assets" / "screenshot.png"), full_page=True)
+        page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
         assert page.locator(f"#gallery-{METHODS[-1]} img").count() >= 1
         browser.close()
 

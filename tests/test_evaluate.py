@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_quick_evaluation_writes_table_and_plots(tmp_path):
     subprocess.run([sys.executable, "-m", "demo.evaluate", "--quick", "--out", str(tmp_path)], cwd=ROOT,
                    check=True, timeout=300, capture_output=True)

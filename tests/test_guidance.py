@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from demo.config import NULL_LABEL, Interval
-from demo.guidance import GUIDANCE, NFE_PER_STEP, evaluate_together, make_guidance
+from demo.guidance import GUIDANCE, METHODS, Evaluation, evaluate_together, make_guidance
 
 SIGMAS = [0.05, 0.3, 1.0, 4.0]
 WEIGHTS = [0.5, 1.0, 3.0, 7.5]
@@ -179,18 +179,17 @@ def test_methods_evaluated_together_equal_each_alone_with_one_call_per_network(m
     """Lockstep batching (a comparison's five methods in one denoiser call per round) changes nothing but cost."""
     net, weak, clf = LoggingNet(mixture), LoggingNet(mixture.widened(0.6)), LoggingNet(mixture_classifier)
     extras = {"classifier": clf, "weak_net": weak}
-    guidances = [make_guidance(m, 2.5, **extras) for m in GUIDANCE]
+    guidances = [make_guidance(m, 2.5, **extras) for m in METHODS]
     xs = [points(8 + k) * (1 + 0.1 * k) for k in range(len(guidances))]       # different x, sizes, labels
     cs = [labels(len(x), k % 3) for k, x in enumerate(xs)]
     alone = [g(mixture, x, sigma, c, probe=mixture_classifier) for g, x, c in zip(guidances, xs, cs)]
     net.batches.clear(), weak.batches.clear(), clf.batches.clear()
-    together = evaluate_together([g.evaluate(net, x, sigma, c, probe=clf) for g, x, c in zip(guidances, xs, cs)],
-                                 sigma)
+    together = evaluate_together([Evaluation(g, net, x, sigma, c, probe=clf) for g, x, c in zip(guidances, xs, cs)])
     for a, b in zip(alone, together):
         torch.testing.assert_close(b.denoised, a.denoised, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(b.p_target, a.p_target, rtol=1e-12, atol=1e-12)
-    rows = {m: len(x) for m, x in zip(GUIDANCE, xs)}
-    denoiser_rows = sum(NFE_PER_STEP[m] * n for m, n in rows.items()) - rows["autoguidance"]   # weak has its own
+    rows = {m: len(x) for m, x in zip(METHODS, xs)}
+    denoiser_rows = sum(GUIDANCE[m].nfe_per_step * n for m, n in rows.items()) - rows["autoguidance"]  # weak: own
     assert net.batches == [denoiser_rows]                                     # ONE call for all five methods
     assert weak.batches == [rows["autoguidance"]]
     assert sorted(clf.batches) == sorted([rows["classifier"], sum(rows.values()) - rows["classifier"]])
@@ -211,5 +210,36 @@ def test_classifier_guidance_gradient_works_in_inference_mode(mixture, mixture_c
     guidance = make_guidance("classifier", 2.0, classifier=mixture_classifier)
     outside = guidance(mixture, x, 0.8, c)
     with torch.inference_mode():
-        inside = evaluate_together([guidance.evaluate(mixture, x.clone(), 0.8, c.clone())] * 1, 0.8)[0]
+        inside = evaluate_together([Evaluation(guidance, mixture, x.clone(), 0.8, c.clone())])[0]
     torch.testing.assert_close(inside.denoised, outside.denoised, rtol=0, atol=0)
+
+
+def test_evaluations_at_different_noise_levels_share_one_call_and_equal_each_alone(mixture, mixture_classifier):
+    """Runs at different steps of their trajectories can be batched: the networks get one sigma per row."""
+    net, clf = LoggingNet(mixture.__call__), LoggingNet(mixture_classifier)
+    cfg, cg = make_guidance("cfg", 2.0), make_guidance("classifier", 2.0, classifier=clf)
+    rows = [(cfg, points(8), 0.3), (cfg, points(5) * 2, 4.0), (cg, points(6), 1.0)]
+    # the analytic mixture takes one sigma per call; wrap it to accept one per row
+    def per_row(x, sigma, label):
+        if isinstance(sigma, torch.Tensor) and sigma.ndim == 1:
+            return torch.cat([mixture(x[i:i + 1], float(sigma[i]), label[i:i + 1]) for i in range(len(x))])
+        return mixture(x, sigma, label)
+    alone = [g(mixture, x, s, labels(len(x))) for g, x, s in rows]
+    together = evaluate_together([Evaluation(g, per_row, x, s, labels(len(x))) for g, x, s in rows])
+    for a, b in zip(alone, together):
+        torch.testing.assert_close(b.denoised, a.denoised, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("sigma", [0.3, 2.0])
+def test_a_new_method_is_one_small_class(mixture, mixture_classifier, away_from_zero, sigma):
+    """Adding a method touches one class (conftest.away_from_zero: 'push away from class 0', registered by
+    subclassing); it is evaluated in the same batched round as the shipped methods."""
+    assert GUIDANCE["away_from_zero"] is away_from_zero
+    extras = {"classifier": mixture_classifier, "weak_net": mixture.widened(0.6)}
+    methods = [*METHODS, "away_from_zero"]
+    x, c = points(), labels(64, 1)
+    together = evaluate_together([Evaluation(make_guidance(m, 1.5, **extras), mixture, x, sigma, c)
+                                  for m in methods])
+    expected = mixture(x, sigma, c) + 1.5 * (mixture(x, sigma, c) - mixture(x, sigma, labels(64, 0)))
+    torch.testing.assert_close(together[-1].denoised, expected, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(together[2].denoised, make_guidance("cfg", 1.5)(mixture, x, sigma, c).denoised)

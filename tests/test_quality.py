@@ -23,6 +23,7 @@ def test_evaluation_classifier_is_accurate_on_held_out_digits(models):
     ("cfg", 3.0, 0.97),
     ("classifier", DOCUMENTED_CG_WEIGHT, 0.90),
 ])
+@pytest.mark.slow
 def test_accuracy_of_100_samples_per_class(models, method, weight, threshold):
     images, labels = sample_all_classes(models, method, weight, PER_CLASS, seed=0, sampler=DDIM_32)
     accuracy = class_accuracy(models, images, labels)
@@ -39,6 +40,7 @@ def test_same_seed_is_bitwise_reproducible_and_w_keeps_the_initial_noise(models)
     assert torch.equal(first.x, other.x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_steps,sampler", [(1, "ddim"), (1, "ancestral"), (1000, "ddim"), (1000, "ancestral")])
 def test_extreme_step_counts_give_finite_images(models, num_steps, sampler):
     request = Request(label=5, method="cfg", weight=2.0, num_samples=1, seed=3,

@@ -66,6 +66,7 @@ def start_with_weights(folder: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_corrupt_weights_stop_start_up_with_a_clear_message(tmp_path):
     shutil.copytree(ROOT / "weights", tmp_path / "weights")
     path = tmp_path / "weights" / "classifier.safetensors"
@@ -78,6 +79,7 @@ def test_corrupt_weights_stop_start_up_with_a_clear_message(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_weights_stop_start_up_with_a_clear_message(tmp_path):
     shutil.copytree(ROOT / "weights", tmp_path / "weights")
     (tmp_path / "weights" / "weak_denoiser.safetensors").unlink()
@@ -140,6 +142,7 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_load_cancellation_memory_and_no_outbound_connections(tmp_path):
     from gradio_client import Client
     (tmp_path / "sitecustomize.py").write_text(NETWORK_GUARD)
@@ -191,6 +194,7 @@ def test_load_cancellation_memory_and_no_outbound_connections(tmp_path):
 
 # ---- determinism across processes -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bitwise_determinism_across_processes():
     code = textwrap.dedent('''
         import hashlib

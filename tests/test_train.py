@@ -31,3 +31,8 @@ def test_training_is_reproducible_and_resumable(tiny_jobs, name):
     for key in a:
         assert torch.equal(a[key], b[key]), key
         assert torch.equal(a[key], c[key]), key
+
+
+def test_runs_folder_does_not_depend_on_the_working_directory():
+    from demo import checkpoints
+    assert train.RUNS_DIR.is_absolute() and train.RUNS_DIR.parent == checkpoints.WEIGHTS_DIR.parent
