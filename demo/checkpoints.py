@@ -41,10 +41,14 @@ def sha256(path: Path) -> str:
 
 def save(net: nn.Module, name: str, info: dict, folder: Path = WEIGHTS_DIR) -> None:
     """Write <name>.safetensors and <name>.json, then refresh the manifest entries of both."""
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, folder / f"{name}.safetensors")
     meta = {"architecture": type(net).__name__, "config": dataclasses.asdict(net.config), **info}
+    save_tensors(net.state_dict(), name, meta, folder)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], name: str, meta: dict, folder: Path = WEIGHTS_DIR) -> None:
+    """Plain tensors as <name>.safetensors with <name>.json, listed in the manifest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, folder / f"{name}.safetensors")
     (folder / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     manifest_path = folder / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
@@ -71,6 +75,12 @@ def _verified(folder: Path, file: str) -> Path:
 def load_info(name: str, folder: Path = WEIGHTS_DIR) -> dict:
     """The verified JSON metadata of a checkpoint."""
     return json.loads(_verified(folder, f"{name}.json").read_text())
+
+
+def load_tensors(name: str, folder: Path = WEIGHTS_DIR) -> dict[str, torch.Tensor]:
+    """The verified tensors of <name>.safetensors (on the CPU)."""
+    load_info(name, folder)                                  # its JSON must be listed and intact too
+    return load_file(_verified(folder, f"{name}.safetensors"))
 
 
 def load(name: str, folder: Path = WEIGHTS_DIR, device: str | torch.device = "cpu") -> nn.Module:

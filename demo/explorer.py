@@ -70,6 +70,7 @@ class MethodRun:
     samples: torch.Tensor          # (B, 1, 28, 28) in [-1, 1]
     probs: torch.Tensor            # (B, 10) evaluation-classifier probabilities
     features: torch.Tensor         # (B, 128) evaluation-classifier features
+    realism: torch.Tensor          # (B,) distance to the real digits / their k-NN radius: > 1 is off-manifold
     frame_steps: np.ndarray        # (F,) step indices of the kept frames
     frame_sigmas: np.ndarray       # (F,)
     frames_x: np.ndarray           # (F, B, 28, 28) uint8, x_t shown at unit scale
@@ -79,10 +80,22 @@ class MethodRun:
     batch: int                     # id of the sampling batch this run was computed in (runs in lockstep share it)
     seconds: float                 # wall time of that batch
 
+    def realistic(self) -> torch.Tensor:
+        """(B,) bool: inside the real digits' manifold (metrics.Realism)."""
+        return self.realism <= 1
+
+    def verdicts(self) -> list[str]:
+        """Per sample: "correct" (the target class and realistic), "wrong" (another class) or "unrealistic"
+        (off the real digits' manifold, whatever the classifier calls it)."""
+        pred = self.probs.argmax(dim=1)
+        return ["unrealistic" if not real else "correct" if p == self.request.label else "wrong"
+                for p, real in zip(pred.tolist(), self.realistic().tolist())]
+
     def captions(self) -> list[str]:
         conf, pred = self.probs.max(dim=1)
-        label = self.request.label
-        return [f"{'✓' if p == label else '✗'} {p} · {c:.0%}" for p, c in zip(pred.tolist(), conf.tolist())]
+        marks = {"correct": "✓", "wrong": "✗", "unrealistic": "?"}
+        return [f"{marks[v]} {p} · {c:.0%}{' · unrealistic' if v == 'unrealistic' else ''}"
+                for v, p, c in zip(self.verdicts(), pred.tolist(), conf.tolist())]
 
     def accuracy(self) -> float:
         return (self.probs.argmax(1) == self.request.label).float().mean().item()
@@ -117,12 +130,14 @@ def run_methods_live(models: Models, requests: Sequence[Request], num_frames: in
         yield steps[0].index + 1, total
     seconds, batch = time.perf_counter() - start, next(BATCH_IDS)
     samples = [step.x.cpu() for step in steps]
-    probs, features = (t.split([len(x) for x in samples]) for t in evaluate_images(models.eval_classifier,
-                                                                                    torch.cat(samples)))
-    return [MethodRun(r, x, pr, ft, np.array([f[0] for f in fr]), np.array([f[1] for f in fr]),
+    probs, features = evaluate_images(models.eval_classifier, torch.cat(samples))
+    realism = models.realism.distance_ratio(features).float()
+    probs, features, realism = (t.split([len(x) for x in samples]) for t in (probs, features, realism))
+    return [MethodRun(r, x, pr, ft, re, np.array([f[0] for f in fr]), np.array([f[1] for f in fr]),
                       np.stack([f[2] for f in fr]), np.stack([f[3] for f in fr]), torch.stack(pt).numpy(),
                       torch.stack(nm).numpy() if nm else np.zeros((0, r.num_samples)), batch, seconds)
-            for r, x, pr, ft, fr, pt, nm in zip(requests, samples, probs, features, frames, p_target, norms)]
+            for r, x, pr, ft, re, fr, pt, nm in zip(requests, samples, probs, features, realism, frames, p_target,
+                                                    norms)]
 
 
 def run_methods(models: Models, requests: Sequence[Request], num_frames: int = NUM_FRAMES) -> list[MethodRun]:

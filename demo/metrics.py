@@ -4,6 +4,8 @@
   classifier's penultimate features instead of Inception features; comparable only within this project.
 - Precision and recall: Kynkaanniemi et al. (2019), k-NN manifolds in the same feature space.
 - Diversity: mean pairwise feature distance.
+- Realism of one sample: whether it lies inside the real digits' k-NN manifold (the per-sample form of
+  precision), so that a blob the classifier calls "8" is not shown as a good 8.
 """
 from __future__ import annotations
 
@@ -61,3 +63,25 @@ def precision_recall(real: Tensor, fake: Tensor, k: int = 3) -> tuple[float, flo
     precision = (cross <= real_radii[None, :]).any(dim=1).double().mean().item()
     recall = (cross.T <= fake_radii[None, :]).any(dim=1).double().mean().item()
     return precision, recall
+
+
+REALISM_K = 10        # k of the realism radius: >= 95% of real digits outside the reference fall inside (tested)
+
+
+class Realism:
+    """Per-sample realism in evaluation-classifier features: a sample is realistic if it lies within the k-NN
+    radius of at least one real reference digit (Kynkaanniemi et al. 2019's manifold, one sample at a time)."""
+
+    def __init__(self, features: Tensor, radii: Tensor):
+        self.features, self.radii = features.double(), radii.double()
+
+    @classmethod
+    def of(cls, features: Tensor, k: int = REALISM_K) -> Realism:
+        return cls(features, _radii(features.double(), k))
+
+    def distance_ratio(self, features: Tensor) -> Tensor:
+        """min over reference digits of distance / that digit's radius, (N,): <= 1 means realistic."""
+        return (torch.cdist(features.double(), self.features) / self.radii[None]).min(dim=1).values
+
+    def realistic(self, features: Tensor) -> Tensor:
+        return self.distance_ratio(features) <= 1

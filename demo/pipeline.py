@@ -25,6 +25,7 @@ from . import checkpoints
 from .config import IMAGE_SHAPE, LIMITS, NUM_CLASSES, Interval, SamplerConfig
 from .guidance import GUIDANCE, Evaluation, Guidance, classify, evaluate_together, make_guidance, \
     nfe_per_sample, target_probability
+from .metrics import Realism
 from .sampling import SAMPLERS, ConcatNoise, NoiseSource, Prediction, Step, final, sample, split
 from .schedule import karras_sigmas
 from .validation import RequestError, checked, choice, shown
@@ -40,6 +41,7 @@ class Models:
     weak_net: nn.Module              # autoguidance guide, same interface
     classifier: nn.Module            # noisy classifier: logits(x, sigma)
     eval_classifier: nn.Module       # clean classifier, metrics only
+    realism: Realism                 # real digits in its features: the per-sample realism flag
     device: torch.device = field(default=torch.device("cpu"))
 
     @classmethod
@@ -47,7 +49,9 @@ class Models:
         device = torch.device(device)
         names = {"net": "denoiser", "weak_net": "weak_denoiser", "classifier": "classifier",
                  "eval_classifier": "eval_classifier"}
-        return cls(**{key: checkpoints.load(name, folder, device) for key, name in names.items()}, device=device)
+        reference = checkpoints.load_tensors("real_reference", folder)
+        return cls(**{key: checkpoints.load(name, folder, device) for key, name in names.items()},
+                   realism=Realism(reference["features"], reference["radii"]), device=device)
 
     def guidance_models(self) -> dict[str, nn.Module]:
         return {"weak_net": self.weak_net, "classifier": self.classifier}

@@ -151,6 +151,25 @@ def run(name: str, device: torch.device, out: Path) -> None:
     print(name, {k: v for k, v in info.items() if "accuracy" in k})
 
 
+def write_real_reference(out: Path) -> None:
+    """The real digits' side of the per-sample realism flag (metrics.Realism): evaluation-classifier features of
+    the 500 held-out digits and their k-NN radii, so the app needs no data set at run time."""
+    from .metrics import REALISM_K, Realism, evaluate_images
+    eval_classifier = checkpoints.load("eval_classifier", out)
+    images, labels = load_mnist("test")
+    _, features = evaluate_images(eval_classifier, images)
+    realism = Realism.of(features)
+    checkpoints.save_tensors({"features": features, "radii": realism.radii.float(), "labels": labels},
+                             REAL_REFERENCE, {"about": "evaluation-classifier features of the 500 held-out MNIST "
+                                              "digits and their k-NN radii (per-sample realism flag)",
+                                              "k": REALISM_K, "eval_classifier_sha256":
+                                              checkpoints.sha256(out / "eval_classifier.safetensors")}, out)
+    print(REAL_REFERENCE, f"{len(features)} digits, k = {REALISM_K}")
+
+
+REAL_REFERENCE = "real_reference"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", choices=list(JOBS), help="train only these (default: all)")
@@ -159,6 +178,8 @@ def main() -> None:
     args = parser.parse_args()
     for name in args.only or JOBS:
         run(name, torch.device(args.device), args.out)
+    if not args.only or "eval_classifier" in args.only:
+        write_real_reference(args.out)
 
 
 if __name__ == "__main__":

@@ -59,3 +59,24 @@ def test_mean_pairwise_distance():
     assert mean_pairwise_distance(points[:1]) == 0.0
     # for N(0, I) in d dims the expected distance is sqrt(2) * E||z|| ~ sqrt(2 d) for large d
     assert mean_pairwise_distance(gaussian(800, 64)) == pytest.approx(math.sqrt(2 * 64), rel=0.03)
+
+
+@pytest.mark.slow
+def test_realism_flags_blobs_noise_and_collapsed_samples_but_not_real_digits(models):
+    """The per-sample realism marker: real digits outside the reference set pass (>= 95%), while noise, a
+    blob, and autoguidance far past its collapse point (w = 8) are flagged, whatever the classifier calls them."""
+    from demo.data import load_mnist
+    from demo.metrics import evaluate_images
+    from demo.pipeline import Request, generate_final
+    real, _ = load_mnist("train")                       # the reference is the 500 held-out digits
+    _, features = evaluate_images(models.eval_classifier, real[::3])
+    assert models.realism.realistic(features).float().mean() >= 0.95
+    blob = torch.full((2, 1, 28, 28), -1.0)
+    blob[:, :, 8:20, 8:20] = 1.0
+    noise = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    _, features = evaluate_images(models.eval_classifier, torch.cat([blob, noise]))
+    assert not models.realism.realistic(features).any()
+    collapsed = torch.cat([generate_final(models, Request(label=c, method="autoguidance", weight=8.0, num_samples=4,
+                                                          seed=s)) for c in (0, 3, 8) for s in (0, 1)])
+    _, features = evaluate_images(models.eval_classifier, collapsed)
+    assert models.realism.realistic(features).float().mean() <= 0.4
