@@ -10,7 +10,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
-from dataclasses import replace  # noqa: E402
 import random  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -19,13 +18,13 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from demo import explorer as ex  # noqa: E402
-from demo import files, toy_lab, views  # noqa: E402
+from demo import files, measured, toy_lab, views  # noqa: E402
 from demo.checkpoints import WEIGHTS_DIR  # noqa: E402
 from demo.compute import COMPUTE, on_compute_thread  # noqa: E402
-from demo.config import CLASS_NAMES, LIMITS  # noqa: E402
+from demo.config import LIMITS, NUM_CLASSES  # noqa: E402
 from demo.guidance import GUIDANCE, METHODS  # noqa: E402
-from demo.pipeline import Models, Request, RequestError  # noqa: E402
-from demo.text import CONVENTION, EXPLANATION, INTRO, TOY_INTRO  # noqa: E402
+from demo.pipeline import Models, RequestError  # noqa: E402
+from demo.text import CONVENTION, EXPLANATION, HEADER, SWEEP_INTRO, TOY_INTRO  # noqa: E402
 from demo.toy import PRESETS as TOY_PRESETS  # noqa: E402
 
 try:                                    # Hugging Face ZeroGPU; a no-op decorator everywhere else
@@ -35,11 +34,25 @@ except ImportError:
     def gpu(fn):
         return fn
 
+ROOT = Path(__file__).resolve().parent
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 OUT_DIR = Path(tempfile.gettempdir()) / "guidance_lab"
 YIELD_EVERY = 0.5          # seconds between no-change yields of a long run (Stop acts at the next one)
 EXPLORER: ex.Explorer | None = None
 TOY_LAB = toy_lab.ToyLab()
+GUIDED = METHODS[1:]
+DEFAULTS = dict(label=3, mode="same", weight=1.0, num_steps=32, sampler="ddim", num_samples=8, seed=0,
+                sigma_lo=0.0, sigma_hi=80.0)
+TOY_DEFAULT = (list(TOY_PRESETS)[1], 0, 3.0, 100, 500, 0, False, 70)
+PICK_JS = """element.addEventListener('click', (event) => {
+  const cell = event.target.closest('[data-sample]');
+  if (!cell) return;
+  element.querySelectorAll('.gl-selected').forEach((c) => c.classList.remove('gl-selected'));
+  cell.classList.add('gl-selected');
+  trigger('click', {sample: Number(cell.dataset.sample)});
+});"""
+OUTDATED_JS = "() => { document.querySelector('#comparison')?.classList.add('gl-outdated'); }"
+CURRENT_JS = "() => { document.querySelector('#comparison')?.classList.remove('gl-outdated'); }"
 
 
 def _explorer() -> ex.Explorer:
@@ -48,14 +61,13 @@ def _explorer() -> ex.Explorer:
     return EXPLORER
 
 
-def _request(*values) -> Request:
+def _user_errors(parse, *values):
+    """parse(*values), with a user's mistake turned into one clear message in the UI."""
     try:
-        return ex.parse_request(*values)
+        return parse(*values)
     except RequestError as error:
         raise gr.Error(str(error)) from None
 
-
-# ---- handlers: widget values in, displayable values out -------------------------------------------------
 
 def _follow(live: ex.Live, progress, desc: str, num_outputs: int):
     """Drive a live computation: progress bar per step, and a no-change yield (gr.skip) at most every
@@ -68,53 +80,103 @@ def _follow(live: ex.Live, progress, desc: str, num_outputs: int):
             yield (gr.skip(),) * num_outputs
 
 
+def _settings(label, mode, weight, w_classifier, w_cfg, w_gfcg, w_autoguidance, num_steps, sampler, num_samples,
+              seed, sigma_lo, sigma_hi):
+    return _user_errors(ex.parse_settings, label, mode, weight, (w_classifier, w_cfg, w_gfcg, w_autoguidance),
+                        num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
+
+
+def _beyond_range(weights: dict[str, float]) -> str:
+    """A plain warning for every method used past the w where it measurably degrades."""
+    notes = []
+    for method, w in weights.items():
+        hint = measured.ranges().get(method)
+        if hint and hint.degrades_beyond is not None and w > hint.degrades_beyond:
+            notes.append(f"{GUIDANCE[method].title} at w = {w:g} is past w ≈ {hint.degrades_beyond:.2g}, "
+                         f"where it degrades with this model.")
+    return " ".join(notes)
+
+
+# ---- handlers: widget values in, displayable values out -------------------------------------------------
+
 @gpu
 @on_compute_thread
-def on_compare(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi,
-               progress=gr.Progress()):
-    """Sample every method with the same seed, all together (one batched network call per step)."""
-    base = _request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
-    progress(0, desc="sampling")
-    live = _explorer().compare_live(base)
-    yield from _follow(live, progress, "sampling all methods together", 8)
+def on_compare(*values, progress=gr.Progress()):
+    """Every method with the same seed, sampled together (or straight from the cache: the w ladder)."""
+    *settings, follow = values
+    base, weights = _settings(*settings)
+    explorer = _explorer()
+    live = explorer.compare_live(base, METHODS, weights)
+    yield from _follow(live, progress, "sampling every method together", 4)
     results = live.result
-    galleries = [[(files.save_png(image, OUT_DIR), caption) for image, caption in views.gallery(run)]
-                 for run in results.runs.values()]
-    name = f"guidance_lab_class{base.label}_w{base.weight:g}_seed{base.seed}.png"
-    yield *galleries, views.summary(results), files.save_png(views.comparison_grid(results), OUT_DIR, name), base
+    follow = min(max(int(follow or 0), 0), base.num_samples - 1)
+    picture = views.comparison_html(results.runs, follow, _beyond_range(weights), explorer.runs_computed)
+    status = f"**{views.settings_line(base, weights)}** · {views.timing(results)}"
+    name = f"guidance_lab_class{base.label}_seed{base.seed}.png"
+    yield picture, views.summary(results), status, files.save_file(views.comparison_grid(results), OUT_DIR, name)
+
+
+@gpu
+@on_compute_thread
+def on_ladder(*settings):
+    """Sample the w ladder of every guided method in the background, so that moving w along it is instant."""
+    base, _ = _settings(*settings)
+    explorer = _explorer()
+    live = explorer.sweep_live(base, GUIDED, ex.LADDER)
+    missing = explorer.missing(ex.sweep_requests(base, GUIDED, ex.LADDER))
+    if missing:
+        last = 0.0
+        for done, total in live:
+            if time.perf_counter() - last > YIELD_EVERY:
+                last = time.perf_counter()
+                yield f"Sampling the w ladder for instant w … step {done} of {total} ({missing} runs)"
+    else:
+        live.run()
+    yield ("w ladder ready: moving w to " + ", ".join(f"{w:g}" for w in ex.LADDER) +
+           " shows the result at once; other values are sampled.")
 
 
 @on_compute_thread
-def on_trajectory(base, index):
-    """Filmstrip, GIF and per-step plots of one sample; reads the cache, recomputes nothing."""
-    if base is None:
-        raise gr.Error("Generate a comparison first.")
-    runs = {m: _explorer().cached(replace(base, method=m)) for m in METHODS}
-    if any(run is None for run in runs.values()):
-        raise gr.Error("That comparison is no longer cached: press Generate again.")
-    index = min(max(int(index), 0), base.num_samples - 1)
+def on_trajectory(*values, progress=gr.Progress()):
+    """Filmstrip, GIF and per-step plots of the followed sample (recomputed if not cached: same seed, same
+    result)."""
+    *settings, follow = values
+    base, weights = _settings(*settings)
+    live = _explorer().compare_live(base, METHODS, weights)
+    yield from _follow(live, progress, "sampling every method together", 3)
+    runs = live.result.runs
+    index = min(max(int(follow or 0), 0), base.num_samples - 1)
     gif = files.save_file(views.animation(runs, index), OUT_DIR, "denoising.gif")
-    p_plot, norm_plot = views.step_plots(runs, index)
-    return files.save_png(views.filmstrip(runs, index), OUT_DIR), gif, p_plot, norm_plot
+    yield views.filmstrip_html(runs, index), gif, views.step_plots(runs, index)
+
+
+def on_pick(follow, event: gr.EventData):
+    """A click on a digit of the comparison: follow that sample."""
+    sample = getattr(event, "_data", None) or {}
+    return int(sample.get("sample", follow)) if isinstance(sample, dict) else follow
+
+
+def on_mode(mode):
+    return gr.update(visible=mode == "same"), gr.update(visible=mode == "own")
+
+
+def on_stop():
+    return "Stopped. The picture shows the last finished result."
 
 
 @gpu
 @on_compute_thread
 def on_sweep(label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi, progress=gr.Progress()):
-    base = _request(label, 0.0, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
+    base = _user_errors(ex.parse_request, label, 0.0, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
     live = _explorer().sweep_live(base)
     yield from _follow(live, progress, "w sweep: every method and w together", 2)
-    picture, figure = views.sweep_figures(live.result)
-    yield files.save_png(picture, OUT_DIR), figure
+    yield views.sweep_html(live.result), views.sweep_tradeoff(live.result)
 
 
 @on_compute_thread
 def on_toy(preset, label, weight, num_steps, num_samples, seed, show_field, field_step, progress=gr.Progress()):
     """The exact 2-D lab: sample every method on the analytic mixture (step by step: Stop ends it) and draw it."""
-    try:
-        request = toy_lab.parse_toy(preset, label, weight, num_steps, num_samples, seed)
-    except RequestError as error:
-        raise gr.Error(str(error)) from None
+    request = _user_errors(toy_lab.parse_toy, preset, label, weight, num_steps, num_samples, seed)
     live = TOY_LAB.run_live(request)
     yield from _follow(live, progress, "sampling every method on the exact mixture", 2)
     result = live.result
@@ -129,105 +191,136 @@ def on_toy_preset(preset, label):
     return gr.Radio(choices=choices, value=label if label in choices else choices[0])
 
 
-def on_trajectory_slider(num_samples):
-    return gr.Slider(maximum=max(0, int(num_samples) - 1), value=0)
+def prepare(explorer: ex.Explorer) -> None:
+    """Sample the default comparison before the first visitor arrives, so the page opens on a result."""
+    base, weights = ex.parse_settings(DEFAULTS["label"], DEFAULTS["mode"], DEFAULTS["weight"],
+                                      [measured.default_weight(m) for m in GUIDED], DEFAULTS["num_steps"],
+                                      DEFAULTS["sampler"], DEFAULTS["num_samples"], DEFAULTS["seed"])
+    explorer.compare(base, METHODS, weights)
 
 
 # ---- layout ---------------------------------------------------------------------------------------------
 
 def build() -> gr.Blocks:
     with gr.Blocks(title="Guidance Lab", fill_width=True) as blocks:
-        gr.Markdown(INTRO)
+        gr.Markdown(HEADER, elem_id="header")
         with gr.Tab("Compare"):
-            with gr.Row():
-                with gr.Column(scale=1, min_width=280):
-                    label = gr.Dropdown([(name, k) for k, name in enumerate(CLASS_NAMES)], value=3,
-                                        label="Class")
-                    weight = gr.Slider(0, LIMITS.max_weight, value=GUIDANCE["cfg"].default_weight, step=0.1,
-                                       label="Guidance weight w", info="0 = unguided conditional sampling")
-                    num_steps = gr.Slider(1, LIMITS.max_steps, value=32, step=1, label="Steps")
-                    sampler = gr.Radio([("DDIM (deterministic)", "ddim"), ("Ancestral (stochastic)", "ancestral")],
-                                       value="ddim", label="Sampler")
-                    num_samples = gr.Slider(1, LIMITS.max_samples, value=8, step=1, label="Samples per method")
+            with gr.Row(elem_id="compare-row"):
+                with gr.Column(scale=0, min_width=300, elem_id="controls"):
+                    label = gr.Radio([(str(k), k) for k in range(NUM_CLASSES)], value=DEFAULTS["label"],
+                                     label="Digit to generate", elem_id="digit")
+                    mode = gr.Radio([("same w for all", "same"), ("each at its own w", "own")],
+                                    value=DEFAULTS["mode"], label="Guidance weight", elem_id="mode")
+                    with gr.Group(visible=True) as same_group:
+                        weight = gr.Slider(0, LIMITS.max_weight, value=DEFAULTS["weight"], step=0.05,
+                                           label="w (all methods)", info="0 = unguided, for every method",
+                                           elem_id="weight")
+                    with gr.Group(visible=False) as own_group:
+                        method_weights = [
+                            gr.Slider(0, LIMITS.max_weight, value=measured.default_weight(m), step=0.05,
+                                      label=f"w · {GUIDANCE[m].short_title}",
+                                      info=measured.ranges()[m].hint() if m in measured.ranges() else None,
+                                      elem_id=f"weight-{m}") for m in GUIDED]
                     with gr.Row():
-                        seed = gr.Number(value=0, precision=0, minimum=0, maximum=LIMITS.max_seed, label="Seed")
-                        dice = gr.Button("Random seed", size="sm")
-                    with gr.Accordion("Advanced: guidance interval", open=False):
-                        gr.Markdown("Guide only while σ_lo < σ ≤ σ_hi (Kynkäänniemi et al. 2024). "
-                                    "Noise runs from σ = 80 down to 0.002.")
-                        sigma_lo = gr.Number(value=0.0, label="σ_lo")
-                        sigma_hi = gr.Number(value=80.0, label="σ_hi")
-                    with gr.Row():
-                        generate = gr.Button("Generate", variant="primary")
-                        stop = gr.Button("Stop", variant="stop")
-                    gr.Markdown(CONVENTION, latex_delimiters=LATEX)
-                with gr.Column(scale=4):
-                    with gr.Row(equal_height=True):
-                        galleries = [gr.Gallery(label=GUIDANCE[m].title, columns=2, height=420, format="png",
-                                                object_fit="contain", elem_id=f"gallery-{m}", min_width=150)
-                                     for m in METHODS]
+                        generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                    ladder_status = gr.Markdown(elem_id="ladder-status")
+                    with gr.Accordion("Settings: seed, samples, steps, interval", open=False):
+                        with gr.Row():
+                            seed = gr.Number(value=DEFAULTS["seed"], precision=0, minimum=0, maximum=LIMITS.max_seed,
+                                             label="Seed", min_width=120)
+                            dice = gr.Button("🎲 New seed", size="sm", min_width=100)
+                        num_samples = gr.Slider(1, LIMITS.max_samples, value=DEFAULTS["num_samples"], step=1,
+                                                label="Samples per method")
+                        num_steps = gr.Slider(1, LIMITS.max_steps, value=DEFAULTS["num_steps"], step=1, label="Steps")
+                        sampler = gr.Radio([("DDIM (deterministic)", "ddim"), ("Ancestral (stochastic)", "ancestral")],
+                                           value=DEFAULTS["sampler"], label="Sampler")
+                        gr.Markdown("Guidance interval (Kynkäänniemi et al. 2024): guide only while "
+                                    "σ_lo < σ ≤ σ_hi. Noise runs from σ = 80 down to 0.002.")
+                        with gr.Row():
+                            sigma_lo = gr.Number(value=DEFAULTS["sigma_lo"], label="σ_lo", min_width=100)
+                            sigma_hi = gr.Number(value=DEFAULTS["sigma_hi"], label="σ_hi", min_width=100)
+                    with gr.Accordion("The convention for w", open=False):
+                        gr.Markdown(CONVENTION, latex_delimiters=LATEX)
+                with gr.Column(scale=1, elem_id="results"):
+                    status = gr.Markdown(elem_id="status")
+                    comparison = gr.HTML(elem_id="comparison", js_on_load=PICK_JS, padding=False)
                     summary = gr.Markdown(elem_id="summary")
-                    download = gr.File(label="Download the comparison grid (PNG)", interactive=False)
-            base_state = gr.State(None)
-            with gr.Accordion("Per-step trajectories", open=True):
+                    download = gr.DownloadButton("Download the comparison (PNG)", size="sm", variant="secondary")
+            follow = gr.State(0)
+            with gr.Accordion("Per-step trajectories of the selected sample (click a digit above)", open=True):
+                filmstrip = gr.HTML(elem_id="filmstrip", padding=False)
                 with gr.Row():
-                    index = gr.Slider(0, 7, value=0, step=1, label="Sample to follow")
-                with gr.Row():
-                    strip = gr.Image(label="x_t and x0 estimate at 10 steps", format="png", type="filepath",
-                                     elem_id="filmstrip")
-                    gif = gr.Image(label="Denoising (animated)", type="filepath")
-                with gr.Row():
-                    p_plot = gr.Plot(label="p(target | x_t)")
-                    norm_plot = gr.Plot(label="guidance norm")
+                    gif = gr.Image(show_label=False, type="filepath", elem_id="gif", container=False,
+                                   buttons=[], scale=2, min_width=300)
+                    plots = gr.Plot(show_label=False, elem_id="step-plots", scale=3, min_width=300)
         with gr.Tab("w sweep"):
-            gr.Markdown("Samples at w ∈ {" + ", ".join(f"{w:g}" for w in ex.SWEEP_WEIGHTS) + "} for every "
-                        "guided method, with the class, seed and settings of the Compare tab, and the trade-off "
-                        "between fidelity (mean probability of the target class) and diversity (mean pairwise "
-                        "distance of features), both measured with the separate evaluation classifier. "
-                        "Broken samples at large w look 'diverse' too: read both axes with the grid.")
+            gr.Markdown(SWEEP_INTRO.format(weights=", ".join(f"{w:g}" for w in ex.SWEEP_WEIGHTS)))
             with gr.Row():
                 sweep_button = gr.Button("Run the sweep", variant="primary")
                 sweep_stop = gr.Button("Stop", variant="stop")
-            sweep_grid = gr.Image(label="Samples per method and w", format="png", type="filepath")
-            sweep_plot = gr.Plot(label="Fidelity vs diversity")
-            measured = views.saved_results()
-            if measured is not None:
-                with gr.Accordion("Measured trade-offs on the whole model (precomputed)", open=False):
-                    table, plot_files = measured
-                    gr.Gallery(plot_files, columns=2, height="auto", format="png", label="Evaluation plots")
+            sweep_grid = gr.HTML(elem_id="sweep", padding=False)
+            sweep_plot = gr.Plot(show_label=False)
+            stored = views.saved_results()
+            if stored is not None:
+                table, plot_files = stored
+                gr.Markdown("### Measured trade-offs on the whole model (precomputed, `python -m demo.evaluate`)")
+                with gr.Row(elem_id="evaluation-plots"):
+                    for path in plot_files:
+                        gr.Image(path, show_label=False, container=False, buttons=[], min_width=280,
+                                 interactive=False)
+                with gr.Accordion("The numbers", open=False):
                     gr.Markdown(table)
         with gr.Tab("2-D exact lab"):
             gr.Markdown(TOY_INTRO, latex_delimiters=LATEX)
             with gr.Row():
-                with gr.Column(scale=1, min_width=260):
-                    toy_preset = gr.Dropdown(list(TOY_PRESETS), value=list(TOY_PRESETS)[1], label="Mixture")
-                    toy_label = gr.Radio(toy_lab.classes(list(TOY_PRESETS)[1]), value=0, label="Class")
-                    toy_weight = gr.Slider(0, LIMITS.max_weight, value=3.0, step=0.1, label="Guidance weight w")
-                    toy_steps = gr.Slider(1, 1000, value=100, step=1, label="Steps")
-                    toy_samples = gr.Slider(10, LIMITS.max_toy_points, value=500, step=10, label="Points")
-                    toy_seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                    toy_field = gr.Checkbox(value=False, label="Show the guidance vector field w·Δ")
-                    toy_field_step = gr.Slider(0, 999, value=70, step=1, label="… at step (noise decreases →)")
+                with gr.Column(scale=0, min_width=280):
+                    toy_preset = gr.Dropdown(list(TOY_PRESETS), value=TOY_DEFAULT[0], label="Mixture")
+                    toy_label = gr.Radio(toy_lab.classes(TOY_DEFAULT[0]), value=TOY_DEFAULT[1], label="Class")
+                    toy_weight = gr.Slider(0, LIMITS.max_weight, value=TOY_DEFAULT[2], step=0.1,
+                                           label="Guidance weight w")
+                    toy_steps = gr.Slider(1, LIMITS.max_steps, value=TOY_DEFAULT[3], step=1, label="Steps")
+                    toy_samples = gr.Slider(10, LIMITS.max_toy_points, value=TOY_DEFAULT[4], step=10, label="Points")
+                    toy_seed = gr.Number(value=TOY_DEFAULT[5], precision=0, minimum=0, label="Seed")
+                    toy_field = gr.Checkbox(value=TOY_DEFAULT[6], label="Show the guidance vector field w·Δ")
+                    toy_field_step = gr.Slider(0, 999, value=TOY_DEFAULT[7], step=1,
+                                               label="… at step (noise decreases →)")
                     with gr.Row():
                         toy_button = gr.Button("Sample", variant="primary")
                         toy_stop = gr.Button("Stop", variant="stop")
-                with gr.Column(scale=4):
-                    toy_plot = gr.Plot(label="Samples, trajectories and densities")
+                with gr.Column(scale=1):
+                    toy_plot = gr.Plot(show_label=False, elem_id="toy-plot")
                     toy_table = gr.Markdown()
         with gr.Tab("How it works"):
             gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
 
-        settings = [label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi]
-        compare_event = gr.on([generate.click, weight.release], on_compare, settings,
-                              [*galleries, summary, download, base_state], api_name="compare")
-        compare_event.success(on_trajectory_slider, num_samples, index, api_visibility="private").then(
-            on_trajectory, [base_state, index], [strip, gif, p_plot, norm_plot], api_name="trajectory")
-        index.release(on_trajectory, [base_state, index], [strip, gif, p_plot, norm_plot],
-                      api_visibility="private")
-        stop.click(None, cancels=[compare_event], api_visibility="private")
-        dice.click(lambda: random.randint(0, LIMITS.max_seed), None, seed, api_visibility="private")
+        settings = [label, mode, weight, *method_weights, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi]
+        outputs = [comparison, summary, status, download]
+        trajectory = [filmstrip, gif, plots]
+        compare_triggers = [blocks.load, generate.click, label.change, mode.change, weight.change,
+                            *(w.change for w in method_weights)]
+        compare_event = gr.on(compare_triggers, on_compare, [*settings, follow], outputs, api_name="compare",
+                              trigger_mode="always_last", show_progress="minimal")
+        compare_event.success(None, js=CURRENT_JS)
+        ladder_event = compare_event.success(on_ladder, settings, ladder_status, show_progress="hidden",
+                                             api_visibility="private")
+        trajectory_event = compare_event.success(on_trajectory, [*settings, follow], trajectory,
+                                                 api_name="trajectory", show_progress="minimal")
+        gr.on([generate.click, label.change, mode.change, weight.change, *(w.change for w in method_weights)],
+              None, cancels=[ladder_event], api_visibility="private")
+        pick_event = comparison.click(on_pick, follow, follow, api_visibility="private")
+        pick_event.then(on_trajectory, [*settings, follow], trajectory, api_visibility="private",
+                        show_progress="minimal")
+        mode.change(on_mode, mode, [same_group, own_group], api_visibility="private")
+        for widget in (num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi):
+            widget.change(None, js=OUTDATED_JS)
+        stop.click(on_stop, None, status, cancels=[compare_event, ladder_event, trajectory_event],
+                   api_visibility="private")
+        dice.click(lambda: random.randint(0, LIMITS.max_seed), None, seed, api_visibility="private").then(
+            on_compare, [*settings, follow], outputs, api_visibility="private", show_progress="minimal")
+
         toy_inputs = [toy_preset, toy_label, toy_weight, toy_steps, toy_samples, toy_seed, toy_field, toy_field_step]
-        toy_event = gr.on([toy_button.click, toy_weight.release, toy_label.input, toy_field.change,
+        toy_event = gr.on([blocks.load, toy_button.click, toy_weight.release, toy_label.input, toy_field.change,
                            toy_field_step.release], on_toy, toy_inputs, [toy_plot, toy_table], api_name="toy")
         preset_event = toy_preset.change(on_toy_preset, [toy_preset, toy_label], toy_label,
                                          api_visibility="private").then(on_toy, toy_inputs, [toy_plot, toy_table],
@@ -250,6 +343,7 @@ def main() -> None:
     folder = Path(os.environ.get("GUIDANCE_LAB_WEIGHTS", str(WEIGHTS_DIR)))   # operator setting, never a request
     try:
         EXPLORER = ex.Explorer(COMPUTE.call(Models.load, folder, device=args.device))   # see demo/compute.py
+        COMPUTE.call(prepare, EXPLORER)
     except Exception as error:  # a clear start-up message, not a traceback
         raise SystemExit(f"Guidance Lab cannot start: {error}") from None
     serve(args.host, args.port)
@@ -263,10 +357,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> gr.B
     return blocks
 
 
-CSS = """
-#summary table { font-size: 0.9em; }
-.gallery img { image-rendering: pixelated; }
-"""
+CSS = (ROOT / "assets" / "style.css").read_text()
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@ sweeps, and condense trajectories for display. app.py lays out widgets and calls
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
@@ -20,10 +21,13 @@ from .config import CLASS_NAMES, Interval, SamplerConfig
 from .guidance import GUIDANCE, METHODS
 from .metrics import evaluate_images
 from .pipeline import Models, Request, generate_together
+from .validation import RequestError, shown
 
 T = TypeVar("T")
 NUM_FRAMES = 41            # trajectory states kept per run (evenly spaced, first and last included)
 SWEEP_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+LADDER = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)   # w values sampled ahead for instant w
+CACHE_BYTES = 400 * 2**20  # finished runs kept (a run of 8 samples x 32 steps with its trajectory: ~0.5 MB)
 MAX_ROWS = 512             # denoiser rows per batched call when runs are sampled together (bounds memory)
 Progress = Generator[tuple[int, int], None, T]
 
@@ -63,11 +67,30 @@ def parse_request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo
                    sampler=SamplerConfig(num_steps=num_steps, sampler=sampler), interval=interval)
 
 
+WEIGHT_MODES = ("same", "own")      # one w for every method, or each method at its own w
+
+
+def parse_settings(label, mode, weight, method_weights: Sequence, num_steps, sampler, num_samples, seed,
+                   sigma_lo=None, sigma_hi=None) -> tuple[Request, dict[str, float]]:
+    """The Compare tab's widgets -> (base request, w per guided method). In "own" mode each guided method
+    takes its value from `method_weights` (in METHODS[1:] order); in "same" mode they all take `weight`."""
+    if mode not in WEIGHT_MODES:
+        raise RequestError(f"unknown w mode {shown(mode)}; choose one of {', '.join(WEIGHT_MODES)}")
+    base = parse_request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
+    if mode == "same":
+        return base, {m: base.weight for m in METHODS[1:]}
+    if len(method_weights) != len(METHODS) - 1:
+        raise RequestError(f"expected one w per guided method ({len(METHODS) - 1}), got {len(method_weights)}")
+    weights = {m: replace(base, method=m, weight=w).weight for m, w in zip(METHODS[1:], method_weights)}
+    return base, weights
+
+
 @dataclass(frozen=True)
 class MethodRun:
     """A finished run, condensed for display: final samples, their evaluation, and a few trajectory frames."""
     request: Request
     samples: torch.Tensor          # (B, 1, 28, 28) in [-1, 1]
+    pixels: np.ndarray             # (B, 28, 28) uint8, the samples as shown
     probs: torch.Tensor            # (B, 10) evaluation-classifier probabilities
     features: torch.Tensor         # (B, 128) evaluation-classifier features
     realism: torch.Tensor          # (B,) distance to the real digits / their k-NN radius: > 1 is off-manifold
@@ -79,6 +102,17 @@ class MethodRun:
     guidance_norm: np.ndarray      # (N, B) ||clamp(D_w) - clamp(D)||: what guidance changed in the followed x0
     batch: int                     # id of the sampling batch this run was computed in (runs in lockstep share it)
     seconds: float                 # wall time of that batch
+
+    @functools.cached_property
+    def digit_uris(self) -> list[str]:
+        """The samples as PNG data URIs (encoded once per run, on first display)."""
+        return [render.data_uri(px) for px in self.pixels]
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory held by this run (for the cache's byte budget)."""
+        return sum(a.nbytes for a in (self.frames_x, self.frames_denoised, self.p_target, self.guidance_norm,
+                                      self.pixels)) + 5 * self.samples.numel() * 4
 
     def realistic(self) -> torch.Tensor:
         """(B,) bool: inside the real digits' manifold (metrics.Realism)."""
@@ -133,7 +167,7 @@ def run_methods_live(models: Models, requests: Sequence[Request], num_frames: in
     probs, features = evaluate_images(models.eval_classifier, torch.cat(samples))
     realism = models.realism.distance_ratio(features).float()
     probs, features, realism = (t.split([len(x) for x in samples]) for t in (probs, features, realism))
-    return [MethodRun(r, x, pr, ft, re, np.array([f[0] for f in fr]), np.array([f[1] for f in fr]),
+    return [MethodRun(r, x, render.to_uint8(x), pr, ft, re, np.array([f[0] for f in fr]), np.array([f[1] for f in fr]),
                       np.stack([f[2] for f in fr]), np.stack([f[3] for f in fr]), torch.stack(pt).numpy(),
                       torch.stack(nm).numpy() if nm else np.zeros((0, r.num_samples)), batch, seconds)
             for r, x, pr, ft, re, fr, pt, nm in zip(requests, samples, probs, features, realism, frames, p_target,
@@ -159,13 +193,20 @@ class Results:
     fresh_batches: frozenset[int]    # batches sampled for this request; the other runs came from the cache
 
 
-class Explorer:
-    """The models plus a small thread-safe LRU cache of finished runs (changing only w reuses unguided)."""
+def comparison_requests(base: Request, methods: Sequence[str] = METHODS,
+                        weights: dict[str, float] | None = None) -> list[Request]:
+    """One request per method: the base's settings, at the method's own w if `weights` gives one."""
+    return [replace(base, method=m, weight=(weights or {}).get(m, base.weight)) for m in methods]
 
-    def __init__(self, models: Models, cache_size: int = 48):
+
+class Explorer:
+    """The models plus a thread-safe LRU cache of finished runs, bounded in bytes (changing only w reuses
+    unguided; the w ladder makes moving w instant)."""
+
+    def __init__(self, models: Models, cache_bytes: int = CACHE_BYTES):
         self.models = models
         self.cache: OrderedDict[Request, MethodRun] = OrderedDict()
-        self.cache_size = cache_size
+        self.cache_bytes, self.cached_bytes = cache_bytes, 0
         self.lock = threading.Lock()
         self.runs_computed = 0
 
@@ -191,28 +232,43 @@ class Explorer:
             with self.lock:
                 self.runs_computed += len(group)
                 for key, run in zip(group, runs):
+                    if key in self.cache:
+                        self.cached_bytes -= self.cache.pop(key).nbytes
                     self.cache[key] = run
-                    self.cache.move_to_end(key)
-                while len(self.cache) > self.cache_size:
-                    self.cache.popitem(last=False)
+                    self.cached_bytes += run.nbytes
+                while self.cached_bytes > self.cache_bytes and len(self.cache) > 1:
+                    self.cached_bytes -= self.cache.popitem(last=False)[1].nbytes
         return [found[key] for key in keys], frozenset(fresh)
+
+    def missing(self, requests: Sequence[Request]) -> int:
+        """How many of these runs are not cached (0: showing them samples nothing)."""
+        return sum(self.cached(r) is None for r in dict.fromkeys(cache_key(r) for r in requests))
 
     def _results(self, base: Request, keys: list, requests: list[Request]) -> Progress[Results]:
         runs, fresh = yield from self.runs_live(requests)
         return Results(base, dict(zip(keys, runs)), fresh)
 
-    def compare_live(self, base: Request, methods: Sequence[str] = METHODS) -> Live[Results]:
-        """Every method with the same seed and settings, sampled together; runs keyed by method."""
-        return Live(self._results(base, list(methods), [replace(base, method=m) for m in methods]))
+    def compare_live(self, base: Request, methods: Sequence[str] = METHODS,
+                     weights: dict[str, float] | None = None) -> Live[Results]:
+        """Every method with the same seed and settings (each at its own w if `weights` says so), sampled
+        together; runs keyed by method."""
+        return Live(self._results(base, list(methods), comparison_requests(base, methods, weights)))
 
-    def compare(self, base: Request, methods: Sequence[str] = METHODS) -> Results:
-        return self.compare_live(base, methods).run()
+    def compare(self, base: Request, methods: Sequence[str] = METHODS,
+                weights: dict[str, float] | None = None) -> Results:
+        return self.compare_live(base, methods, weights).run()
 
     def sweep_live(self, base: Request, methods: Sequence[str] = METHODS[1:],
                    weights: Sequence[float] = SWEEP_WEIGHTS) -> Live[Results]:
         """Every guided method at every w, sampled together in bounded groups; runs keyed by (method, w)."""
         keys = [(m, w) for m in methods for w in weights]
-        return Live(self._results(base, keys, [replace(base, method=m, weight=w) for m, w in keys]))
+        return Live(self._results(base, keys, sweep_requests(base, methods, weights)))
+
+
+def sweep_requests(base: Request, methods: Sequence[str] = METHODS[1:],
+                   weights: Sequence[float] = SWEEP_WEIGHTS) -> list[Request]:
+    """Every method at every w (the sweep, or the w ladder), in (method, w) order."""
+    return [replace(base, method=m, weight=w) for m in methods for w in weights]
 
 
 def batches(requests: list[Request], max_rows: int = MAX_ROWS) -> list[list[Request]]:

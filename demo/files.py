@@ -27,11 +27,7 @@ def save_file(data: bytes, folder: Path, name: str) -> str:
     return str(path)
 
 
-def png_bytes(image: Image.Image) -> bytes:
+def save_png(image: Image.Image, folder: Path, name: str = "image.png") -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def save_png(image: Image.Image, folder: Path, name: str = "image.png") -> str:
-    return save_file(png_bytes(image), folder, name)
+    return save_file(buffer.getvalue(), folder, name)

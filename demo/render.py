@@ -4,6 +4,7 @@ Digits are 28x28: they are always upscaled with nearest-neighbour (crisp pixels)
 """
 from __future__ import annotations
 
+import base64
 import io
 import math
 from collections.abc import Sequence
@@ -33,6 +34,13 @@ def noisy_to_uint8(x: Tensor, sigma: float) -> np.ndarray:
     return to_uint8(x / math.sqrt(1 + sigma**2))
 
 
+def data_uri(pixels: np.ndarray) -> str:
+    """One (H, W) uint8 image as a PNG data URI, at its own size (the browser upscales it, pixelated)."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def digit(pixels: np.ndarray, scale: int = SCALE) -> Image.Image:
     """One (H, W) uint8 digit, upscaled with nearest-neighbour."""
     image = Image.fromarray(pixels, mode="L")
@@ -46,18 +54,24 @@ def font(size: int = 14) -> ImageFont.ImageFont:
         return ImageFont.load_default(size=size)
 
 
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def grid(rows: Sequence[np.ndarray], row_labels: Sequence[str], col_labels: Sequence[str] = (),
-         scale: int = 2, gap: int = 2, label_width: int = 150, title: str = "") -> Image.Image:
+         scale: int = 2, gap: int = 2, label_width: int = 150, title: str = "", font_size: int = 13) -> Image.Image:
     """Rows of (N, H, W) uint8 digits as one labelled RGB picture (the downloadable comparison grid)."""
     h, w = rows[0].shape[-2:]
     cell_h, cell_w = h * scale + gap, w * scale + gap
     cols = max(len(r) for r in rows)
-    title_h = 24 if title else 0
-    top = title_h + (20 if col_labels else 0)
+    title_h = font_size + 11 if title else 0
+    top = title_h + (font_size + 7 if col_labels else 0)
     canvas = Image.new("RGB", (label_width + cols * cell_w + gap, top + len(rows) * cell_h + gap), BACKGROUND)
-    draw, text_font = ImageDraw.Draw(canvas), font(13)
+    draw, text_font = ImageDraw.Draw(canvas), font(font_size)
     if title:
-        draw.text((6, title_h // 2), title, fill=INK, font=font(15), anchor="lm")
+        draw.text((6, title_h // 2), title, fill=INK, font=font(font_size + 2), anchor="lm")
     for j, text in enumerate(col_labels):
         draw.text((label_width + j * cell_w + cell_w // 2, (title_h + top) // 2), text, fill=INK, font=text_font,
                   anchor="mm")
@@ -86,17 +100,25 @@ def _decorate(ax: plt.Axes, xlabel: str, ylabel: str, title: str, legend_columns
     ax.legend(fontsize=8, ncols=legend_columns)
 
 
-def step_curves(series: dict[str, np.ndarray], steps: np.ndarray, ylabel: str, title: str,
-                colours: dict[str, str], log: bool = False, ylim: tuple[float, float] | None = None) -> plt.Figure:
-    """One line per method of a per-step quantity (p(target | x_t) or the guidance norm)."""
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100, layout="constrained")
-    for name, values in series.items():
-        ax.plot(steps[: len(values)], values, label=name, color=colours.get(name), lw=2)
-    if log:
-        ax.set_yscale("symlog", linthresh=1e-2)
-    if ylim:
-        ax.set_ylim(*ylim)
-    _decorate(ax, "sampling step (noise decreases →)", ylabel, title, legend_columns=3)
+def step_panels(panels: list[tuple[str, str, dict[str, np.ndarray], bool, tuple | None]], steps: np.ndarray,
+                colours: dict[str, str]) -> plt.Figure:
+    """Side-by-side panels of per-step quantities, one line per method and one legend below them all.
+    Each panel: (title, y label, {name: values}, log scale, y limits)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.9), dpi=100, layout="constrained")
+    for ax, (title, ylabel, series, log, ylim) in zip(np.atleast_1d(axes), panels):
+        for name, values in series.items():
+            ax.plot(steps[: len(values)], values, label=name, color=colours.get(name), lw=2.2)
+        if log:
+            ax.set_yscale("symlog", linthresh=1e-2)
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.set_xlabel("sampling step (noise decreases →)", fontsize=12)
+        ax.set_ylabel(ylabel, fontsize=12)
+        ax.set_title(title, fontsize=13)
+        ax.tick_params(labelsize=11)
+        ax.grid(alpha=0.3)
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=12, frameon=False)
     return fig
 
 

@@ -1,9 +1,12 @@
 """The words the app shows (kept out of app.py so the layout stays readable)."""
 
-INTRO = """# Guidance Lab
-A small class-conditional diffusion model trained on MNIST digits. Pick a class and a guidance weight **w** and
-compare, **with the same seed and the same noise**, unguided sampling with four guidance methods. Captions are
-the verdict of a separate *evaluation* classifier that no method uses for guidance."""
+HEADER = """**Guidance Lab** · one diffusion model, five ways to guide it: every column shares its seed and noise,
+so compare down a column. **w = 0 is unguided sampling for every method.**"""
+
+SWEEP_INTRO = """Samples at w ∈ {{{weights}}} for every guided method, with the digit, seed and settings of the Compare
+tab, and the trade-off between fidelity (mean probability of the target class) and diversity (mean pairwise
+distance of features), both measured with the separate evaluation classifier. Broken samples at large w look
+'diverse' too: read both axes with the grid (? marks samples far from every real digit)."""
 
 CONVENTION = r"""**One convention for every method:** guided $D_w = D(x;\sigma,c) + w\,\Delta$, and
 **w = 0 is unguided conditional sampling**.
@@ -47,8 +50,9 @@ the score of $p(x\mid c)^{1+w}/p(x)^w$. Costs two network evaluations per step (
 At every step it reads the current $x$: $c_{ref}$ is the class the sample is most confused with
 ($\arg\max_{k\ne c} p(k\mid x,\sigma)$) and the adaptive scale is the confusion $a = 1 - p(c\mid x,\sigma)$;
 $\Delta = a\,(D(x\mid c) - D(x\mid c_{ref}))$ pushes away from the *confusing class* rather than from the
-unconditional model, and fades out once the sample clearly belongs to $c$. (The authors' code is not public;
-this is our reading of the paper, documented in `demo/guidance.py`.)
+unconditional model, and fades out once the sample clearly belongs to $c$. (The authors' code is not public and
+their method section was not available to us: this is a rule inferred from the abstract, not checked against the
+paper's equations; `demo/guidance.py` states it exactly.)
 
 **Autoguidance** (Karras et al. 2024). Guide with a *worse version of the same model*: a smaller network trained
 for a fraction of the time. $\Delta = D(x\mid c) - D_{weak}(x\mid c)$, i.e. $D_{weak} + (1+w)(D - D_{weak})$.
@@ -66,7 +70,7 @@ $\sigma = 80$ to $0.002$. The same seed gives every method the same initial and 
 ## References
 - P. Dhariwal, A. Nichol. *Diffusion Models Beat GANs on Image Synthesis.* NeurIPS 2021.
 - J. Ho, T. Salimans. *Classifier-Free Diffusion Guidance.* NeurIPS 2021 Workshop, arXiv 2207.12598.
-- P. Shenoy et al. *Gradient-Free Classifier Guidance for Diffusion Model Sampling.* arXiv 2411.15393, 2024.
+- R. Shenoy et al. *Gradient-Free Classifier Guidance for Diffusion Model Sampling.* arXiv 2411.15393, 2024.
 - T. Karras et al. *Guiding a Diffusion Model with a Bad Version of Itself.* NeurIPS 2024.
 - T. Kynkäänniemi et al. *Applying Guidance in a Limited Interval Improves Sample and Distribution Quality in
   Diffusion Models.* NeurIPS 2024.

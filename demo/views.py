@@ -1,13 +1,14 @@
-"""Everything the app shows, drawn from finished runs: galleries, the comparison grid, trajectory views,
-the sweep, the summary table and the precomputed evaluation. No sampling happens here.
+"""Everything the app shows, drawn from finished runs: the comparison (HTML: crisp digits and real text at any
+screen size, clickable), the trajectory views, the sweep, the summary table and the stored evaluation.
+No sampling and no torch here: runs carry their pixels.
 """
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from . import render
 from .config import CLASS_NAMES, Interval
@@ -18,6 +19,9 @@ from .pipeline import Request
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 FILMSTRIP_COLUMNS = 10
+COLUMNS = 8                      # digits per row of the comparison; more samples wrap onto further rows
+VERDICT = {"correct": ("✓", "right class"), "wrong": ("✗", "another class"),
+           "unrealistic": ("?", "unrealistic: far from every real digit, whatever the classifier says")}
 
 
 def title(method: str) -> str:
@@ -33,36 +37,72 @@ def colours(titles: dict[str, str]) -> dict[str, str]:
     return {name: GUIDANCE[method].colour for name, method in titles.items()}
 
 
-def gallery(run: MethodRun) -> list[tuple[Image.Image, str]]:
-    return [(render.digit(px), caption) for px, caption in zip(render.to_uint8(run.samples), run.captions())]
-
-
-def settings_line(base: Request) -> str:
+def settings_line(base: Request, weights: dict[str, float] | None = None) -> str:
     """The settings that reproduce a result, in one line."""
     interval = "" if base.interval == Interval() else \
         f", interval ({base.interval.sigma_lo:g}, {base.interval.sigma_hi:g}]"
-    return (f"{CLASS_NAMES[base.label]}, w = {base.weight:g}, seed {base.seed}, {base.sampler.num_steps} "
-            f"{base.sampler.sampler} steps{interval}")
+    w = f"w = {base.weight:g}" if not weights or len(set(weights.values())) == 1 else \
+        "w = " + ", ".join(f"{short_title(m)} {w:g}" for m, w in weights.items())
+    return (f"{CLASS_NAMES[base.label]}, {w}, seed {base.seed}, {base.num_samples} samples, "
+            f"{base.sampler.num_steps} {base.sampler.sampler} steps{interval}")
 
 
-def comparison_grid(results: Results) -> Image.Image:
-    """All methods' samples, one row each, with accuracy and the settings that reproduce them."""
-    rows = [render.to_uint8(run.samples) for run in results.runs.values()]
-    labels = [f"{short_title(m)}  {run.accuracy():.0%}" for m, run in results.runs.items()]
-    return render.grid(rows, labels, label_width=225, title=settings_line(results.base))
+def method_label(method: str, run: MethodRun) -> str:
+    w = "" if method == "unguided" else f"w = {run.request.weight:g} · "
+    return (f'<span class="gl-name">{html.escape(short_title(method))}</span>'
+            f'<span class="gl-meta">{w}{run.accuracy():.0%} correct</span>')
 
 
-def filmstrip(runs: dict[str, MethodRun], index: int, columns: int = FILMSTRIP_COLUMNS) -> Image.Image:
+def digit_cell(run: MethodRun, k: int, selected: int | None) -> str:
+    verdict = run.verdicts()[k]
+    mark, meaning = VERDICT[verdict]
+    predicted = int(run.probs[k].argmax())
+    tip = (f"sample {k + 1}: the evaluation classifier reads {predicted} "
+           f"({float(run.probs[k].max()):.0%}); {meaning}. Click to follow its trajectory.")
+    classes = f"gl-cell gl-{verdict}" + (" gl-selected" if k == selected else "")
+    return (f'<button class="{classes}" data-sample="{k}" title="{html.escape(tip)}">'
+            f'<img src="{run.digit_uris[k]}" alt="sample {k + 1}, read as {predicted}">'
+            f'<span class="gl-verdict">{mark} {predicted}</span></button>')
+
+
+def comparison_html(runs: dict[str, MethodRun], selected: int | None = None, note: str = "",
+                    runs_computed: int | None = None) -> str:
+    """Rows are methods, columns are samples with the same seed and noise: compare down a column."""
+    first = next(iter(runs.values()))
+    n = len(first.pixels)
+    columns = min(n, COLUMNS)
+    head = "".join(f'<span class="gl-col">{k + 1}</span>' for k in range(columns))
+    rows = []
+    for method, run in runs.items():
+        cells = "".join(digit_cell(run, k, selected) for k in range(n))
+        rows.append(f'<div class="gl-row" style="--gl-colour: {GUIDANCE[method].colour}">'
+                    f'<div class="gl-label">{method_label(method, run)}</div>'
+                    f'<div class="gl-cells" style="--gl-columns: {columns}">{cells}</div></div>')
+    counter = "" if runs_computed is None else f' data-runs-computed="{runs_computed}"'
+    return (f'<div class="gl-comparison"{counter} data-samples="{n}">'
+            f'<div class="gl-row gl-head"><div class="gl-label"><span class="gl-meta">sample →</span></div>'
+            f'<div class="gl-cells" style="--gl-columns: {columns}">{head}</div></div>{"".join(rows)}'
+            f'<div class="gl-legend">✓ right class · ✗ another class · ? unrealistic (far from every real '
+            f'digit) — read by a separate evaluation classifier. {html.escape(note)}</div></div>')
+
+
+def filmstrip_html(runs: dict[str, MethodRun], index: int, columns: int = FILMSTRIP_COLUMNS) -> str:
     """x_t and the x0 estimate of sample `index` at ~10 evenly spaced steps, two rows per method."""
     run0 = next(iter(runs.values()))
     pick = np.unique(np.linspace(0, len(run0.frame_steps) - 1, min(columns, len(run0.frame_steps))).round()
                      .astype(int))
-    rows, labels = [], []
+    head = "".join(f'<span class="gl-col">σ {s:.2g}</span>' for s in run0.frame_sigmas[pick])
+    rows = [f'<div class="gl-row gl-head"><div class="gl-label"><span class="gl-meta">noise level →</span></div>'
+            f'<div class="gl-cells" style="--gl-columns: {len(pick)}">{head}</div></div>']
     for method, run in runs.items():
-        rows += [run.frames_x[pick, index], run.frames_denoised[pick, index]]
-        labels += [f"{short_title(method)}: x_t", f"{short_title(method)}: x0 estimate"]
-    cols = [f"σ={s:.3g}" for s in run0.frame_sigmas[pick]]
-    return render.grid(rows, labels, cols, scale=3, label_width=220)
+        for kind, frames in (("x_t (noisy state)", run.frames_x), ("x0 estimate", run.frames_denoised)):
+            cells = "".join(f'<span class="gl-frame"><img src="{render.data_uri(frames[f, index])}" '
+                            f'alt="{kind} at step {run.frame_steps[f]}"></span>' for f in pick)
+            rows.append(f'<div class="gl-row" style="--gl-colour: {GUIDANCE[method].colour}">'
+                        f'<div class="gl-label"><span class="gl-name">{html.escape(short_title(method))}</span>'
+                        f'<span class="gl-meta">{kind}</span></div>'
+                        f'<div class="gl-cells" style="--gl-columns: {len(pick)}">{cells}</div></div>')
+    return f'<div class="gl-comparison gl-filmstrip">{"".join(rows)}</div>'
 
 
 def animation(runs: dict[str, MethodRun], index: int) -> bytes:
@@ -72,38 +112,62 @@ def animation(runs: dict[str, MethodRun], index: int) -> bytes:
     for f, sigma in enumerate(run0.frame_sigmas):
         rows = [np.stack([run.frames_x[f, index] for run in runs.values()]),
                 np.stack([run.frames_denoised[f, index] for run in runs.values()])]
-        frames.append(render.grid(rows, [f"x_t  σ={sigma:.3g}", "x0 estimate"], [short_title(m) for m in runs],
-                                  scale=3, label_width=110))
+        frames.append(render.grid(rows, [f"x_t  σ={sigma:.2g}", "x0 estimate"], [short_title(m) for m in runs],
+                                  scale=4, label_width=130, font_size=15, gap=4))
     return render.animation(frames)
 
 
 def step_plots(runs: dict[str, MethodRun], index: int):
+    """p(target | x_t) and how far guidance moved the x0 estimate, per step, for sample `index`."""
     steps = np.arange(len(next(iter(runs.values())).p_target))
     names = {short_title(m): m for m in runs}
-    p = render.step_curves({short_title(m): r.p_target[:, index] for m, r in runs.items()}, steps,
-                           "p(target | x_t)", "Noisy classifier's belief in the target class", colours(names),
-                           ylim=(0, 1.02))
-    g = render.step_curves({short_title(m): r.guidance_norm[:, index] for m, r in runs.items()}, steps,
-                           "‖clamp(D_w) − clamp(D)‖ (L2)", "How far guidance moves the x0 estimate", colours(names),
-                           log=True)
-    return p, g
+    return render.step_panels([
+        ("Noisy classifier's belief in the class", "p(target | x_t)",
+         {short_title(m): r.p_target[:, index] for m, r in runs.items()}, False, (0, 1.02)),
+        ("How far guidance moves the x0 estimate", "‖clamp(D_w) − clamp(D)‖",
+         {short_title(m): r.guidance_norm[:, index] for m, r in runs.items()}, True, None)], steps, colours(names))
 
 
-def sweep_figures(results: Results):
-    """Grid of the first 4 samples per (method, w) and the fidelity-vs-diversity trade-off."""
+def comparison_grid(results: Results) -> bytes:
+    """All methods' samples as one labelled PNG (the download), with the settings that reproduce them."""
+    rows = [run.pixels for run in results.runs.values()]
+    labels = [f"{short_title(m)}  {run.accuracy():.0%}" for m, run in results.runs.items()]
+    weights = {m: run.request.weight for m, run in results.runs.items() if m != "unguided"}
+    return render.png(render.grid(rows, labels, label_width=225, title=settings_line(results.base, weights)))
+
+
+def sweep_html(results: Results, per: int = 4) -> str:
+    """One block per method: rows are samples, columns are w (same seed and noise down a column)."""
+    methods = list(dict.fromkeys(m for m, _ in results.runs))
+    weights = list(dict.fromkeys(w for _, w in results.runs))
+    head = "".join(f'<span class="gl-col">w = {w:g}</span>' for w in weights)
+    blocks = []
+    for method in methods:
+        rows = [f'<div class="gl-row gl-head" style="--gl-colour: {GUIDANCE[method].colour}">'
+                f'<div class="gl-label"><span class="gl-name">{html.escape(short_title(method))}</span></div>'
+                f'<div class="gl-cells" style="--gl-columns: {len(weights)}">{head}</div></div>']
+        for k in range(min(per, len(results.runs[method, weights[0]].pixels))):
+            cells = "".join(f'<span class="gl-frame gl-{results.runs[method, w].verdicts()[k]}">'
+                            f'<img src="{results.runs[method, w].digit_uris[k]}" alt="{method} w={w:g} sample '
+                            f'{k + 1}"></span>' for w in weights)
+            rows.append(f'<div class="gl-row" style="--gl-colour: {GUIDANCE[method].colour}">'
+                        f'<div class="gl-label"><span class="gl-meta">sample {k + 1}</span></div>'
+                        f'<div class="gl-cells" style="--gl-columns: {len(weights)}">{cells}</div></div>')
+        blocks.append("".join(rows))
+    return (f'<div class="gl-comparison gl-sweep"><div class="gl-caption">{html.escape(settings_line(results.base))}'
+            f' — the same seed for every w</div>{"".join(blocks)}</div>')
+
+
+def sweep_tradeoff(results: Results):
+    """Fidelity (mean p(target)) against diversity (mean pairwise feature distance), one curve per method."""
     methods = list(dict.fromkeys(m for m, _ in results.runs))
     weights = list(dict.fromkeys(w for _, w in results.runs))
     runs = results.runs
-    rows = [np.concatenate([render.to_uint8(runs[m, w].samples[:4]) for w in weights]) for m in methods]
-    per = min(4, len(next(iter(runs.values())).samples))
-    cols = [f"w={w:g}" if j % per == 0 else "" for w in weights for j in range(per)]
-    picture = render.grid(rows, [short_title(m) for m in methods], cols, label_width=190)
     points = {short_title(m): [(w, mean_pairwise_distance(runs[m, w].features), runs[m, w].confidence())
                                for w in weights] for m in methods}
-    figure = render.tradeoff(points, "diversity: mean pairwise distance (eval-classifier features)",
-                             "fidelity: mean p(target) (evaluation classifier)", "Fidelity vs diversity as w grows",
-                             colours({short_title(m): m for m in methods}))
-    return picture, figure
+    return render.tradeoff(points, "diversity: mean pairwise distance (eval-classifier features)",
+                           "fidelity: mean p(target) (evaluation classifier)", "Fidelity vs diversity as w grows",
+                           colours({short_title(m): m for m in methods}))
 
 
 def timing(results: Results) -> str:
@@ -120,12 +184,13 @@ def timing(results: Results) -> str:
 
 
 def summary(results: Results) -> str:
-    """Markdown table: evaluation-classifier accuracy and confidence, cost; and how the runs were obtained."""
-    lines = ["| method | accuracy | mean p(target) | NFE / sample |", "|---|---|---|---|"]
+    """Markdown table: the w each row used, evaluation-classifier accuracy and confidence, realism, cost."""
+    lines = ["| method | w | correct | unrealistic | mean p(target) | NFE / sample |", "|---|---|---|---|---|---|"]
     for method, run in results.runs.items():
-        lines.append(f"| {title(method)} | {run.accuracy():.0%} | {run.confidence():.2f} | {run.request.nfe} |")
-    return "\n".join(lines) + "\n\nAccuracy and confidence: the separate evaluation classifier. " \
-        f"Sampling: {timing(results)}. Methods computed together share one batched network call per step."
+        w = "–" if method == "unguided" else f"{run.request.weight:g}"
+        lines.append(f"| {title(method)} | {w} | {run.accuracy():.0%} | {1 - run.realistic().float().mean():.0%} "
+                     f"| {run.confidence():.2f} | {run.request.nfe} |")
+    return "\n".join(lines) + f"\n\nSampling: {timing(results)}."
 
 
 def saved_results(folder: Path = ASSETS) -> tuple[str, list[str]] | None:

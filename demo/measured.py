@@ -1,0 +1,61 @@
+"""What the stored evaluation (assets/evaluation.json, `python -m demo.evaluate`) says about each method's w:
+its best-FID w (the app's per-method default) and where it degrades (FID twice its best), for the UI's hints.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .guidance import GUIDANCE
+
+EVALUATION = Path(__file__).resolve().parent.parent / "assets" / "evaluation.json"
+FID = "fid_classifier_features"
+
+
+@dataclass(frozen=True)
+class MeasuredRange:
+    method: str
+    best_weight: float              # w of the lowest FID on the evaluated grid
+    best_fid: float
+    degrades_beyond: float | None   # smallest w above the best where FID reaches 2x its best (interpolated)
+    evaluated_up_to: float
+
+    def hint(self) -> str:
+        """One line for the UI."""
+        text = f"best FID at w ≈ {self.best_weight:g}"
+        if self.degrades_beyond is not None:
+            return f"{text}; degrades beyond w ≈ {self.degrades_beyond:.2g} (FID doubles)"
+        return f"{text}; holds up to w = {self.evaluated_up_to:g} (the largest evaluated)"
+
+
+def degradation_point(points: list[tuple[float, float]], best_weight: float, best_fid: float) -> float | None:
+    """First w > best_weight where the piecewise-linear FID(w) reaches 2 * best_fid, or None."""
+    above = [(w, f) for w, f in sorted(points) if w >= best_weight]
+    for (w0, f0), (w1, f1) in zip(above, above[1:]):
+        if f1 >= 2 * best_fid:
+            return w0 + (w1 - w0) * (2 * best_fid - f0) / (f1 - f0) if f1 != f0 else w1
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def ranges(path: Path = EVALUATION) -> dict[str, MeasuredRange]:
+    """Per guided method, from the stored evaluation; {} if there is none."""
+    if not path.exists():
+        return {}
+    rows = json.loads(path.read_text())["rows"]
+    unguided = [(r["w"], r[FID]) for r in rows if r["method"] == "unguided"]
+    out = {}
+    for method in {r["method"] for r in rows} - {"unguided"}:
+        points = unguided + [(r["w"], r[FID]) for r in rows if r["method"] == method]
+        best_weight, best_fid = min(points, key=lambda p: p[1])
+        out[method] = MeasuredRange(method, best_weight, best_fid,
+                                    degradation_point(points, best_weight, best_fid), max(w for w, _ in points))
+    return out
+
+
+def default_weight(method: str) -> float:
+    """The measured best-FID w, or the method's own default where none is stored."""
+    measured = ranges().get(method)
+    return measured.best_weight if measured else GUIDANCE[method].default_weight
