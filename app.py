@@ -41,7 +41,8 @@ YIELD_EVERY = 0.5          # seconds between no-change yields of a long run (Sto
 EXPLORER: ex.Explorer | None = None
 TOY_LAB = toy_lab.ToyLab()
 GUIDED = METHODS[1:]
-DEFAULTS = dict(label=3, mode="same", weight=1.0, num_steps=32, sampler="ddim", num_samples=8, seed=0,
+SLIDER_MAX = 10.0          # the sliders' range of w (the API accepts up to LIMITS.max_weight)
+DEFAULTS = dict(label=3, mode="own", weight=1.0, num_steps=32, sampler="ddim", num_samples=8, seed=0,
                 sigma_lo=0.0, sigma_hi=80.0)
 TOY_DEFAULT = (list(TOY_PRESETS)[1], 0, 3.0, 100, 500, 0, False, 70)
 PICK_JS = """element.addEventListener('click', (event) => {
@@ -97,6 +98,16 @@ def _beyond_range(weights: dict[str, float]) -> str:
     return " ".join(notes)
 
 
+def _hint(method: str) -> str | None:
+    """The measured usable range of a method's w, short enough for a slider's caption."""
+    hint = measured.ranges().get(method)
+    if hint is None:
+        return None
+    degrades = f"degrades beyond ≈ {hint.degrades_beyond:.2g}" if hint.degrades_beyond is not None else \
+        f"fine up to {hint.evaluated_up_to:g}"
+    return f"best FID at {hint.best_weight:g}; {degrades}"
+
+
 # ---- handlers: widget values in, displayable values out -------------------------------------------------
 
 @gpu
@@ -111,15 +122,16 @@ def on_compare(*values, progress=gr.Progress()):
     results = live.result
     follow = min(max(int(follow or 0), 0), base.num_samples - 1)
     picture = views.comparison_html(results.runs, follow, _beyond_range(weights), explorer.runs_computed)
-    status = f"**{views.settings_line(base, weights)}** · {views.timing(results)}"
+    status = f"**{views.settings_line(base, weights, short=True)}** · {views.timing(results)}"
     name = f"guidance_lab_class{base.label}_seed{base.seed}.png"
     yield picture, views.summary(results), status, files.save_file(views.comparison_grid(results), OUT_DIR, name)
 
 
 @gpu
-@on_compute_thread
+@on_compute_thread(background=True, waiting=gr.skip())
 def on_ladder(*settings):
-    """Sample the w ladder of every guided method in the background, so that moving w along it is instant."""
+    """Sample the w ladder of every guided method in the background (after every visitor's interactive work),
+    so that moving w along it is instant."""
     base, _ = _settings(*settings)
     explorer = _explorer()
     live = explorer.sweep_live(base, GUIDED, ex.LADDER)
@@ -209,21 +221,20 @@ def build() -> gr.Blocks:
                 with gr.Column(scale=0, min_width=300, elem_id="controls"):
                     label = gr.Radio([(str(k), k) for k in range(NUM_CLASSES)], value=DEFAULTS["label"],
                                      label="Digit to generate", elem_id="digit")
+                    with gr.Row(elem_id="buttons"):
+                        generate = gr.Button("Generate", variant="primary", elem_id="generate", min_width=80)
+                        stop = gr.Button("Stop", variant="stop", elem_id="stop", min_width=60, scale=0)
                     mode = gr.Radio([("same w for all", "same"), ("each at its own w", "own")],
                                     value=DEFAULTS["mode"], label="Guidance weight", elem_id="mode")
-                    with gr.Group(visible=True) as same_group:
-                        weight = gr.Slider(0, LIMITS.max_weight, value=DEFAULTS["weight"], step=0.05,
+                    with gr.Group(visible=DEFAULTS["mode"] == "same") as same_group:
+                        weight = gr.Slider(0, SLIDER_MAX, value=DEFAULTS["weight"], step=0.25,
                                            label="w (all methods)", info="0 = unguided, for every method",
                                            elem_id="weight")
-                    with gr.Group(visible=False) as own_group:
+                    with gr.Group(visible=DEFAULTS["mode"] == "own", elem_id="own-weights") as own_group:
                         method_weights = [
-                            gr.Slider(0, LIMITS.max_weight, value=measured.default_weight(m), step=0.05,
-                                      label=f"w · {GUIDANCE[m].short_title}",
-                                      info=measured.ranges()[m].hint() if m in measured.ranges() else None,
+                            gr.Slider(0, SLIDER_MAX, value=measured.default_weight(m), step=0.25,
+                                      label=f"w · {GUIDANCE[m].short_title}", info=_hint(m),
                                       elem_id=f"weight-{m}") for m in GUIDED]
-                    with gr.Row():
-                        generate = gr.Button("Generate", variant="primary", elem_id="generate")
-                        stop = gr.Button("Stop", variant="stop", elem_id="stop")
                     ladder_status = gr.Markdown(elem_id="ladder-status")
                     with gr.Accordion("Settings: seed, samples, steps, interval", open=False):
                         with gr.Row():
@@ -246,15 +257,14 @@ def build() -> gr.Blocks:
                     status = gr.Markdown(elem_id="status")
                     comparison = gr.HTML(elem_id="comparison", js_on_load=PICK_JS, padding=False)
                     summary = gr.Markdown(elem_id="summary")
-                    download = gr.DownloadButton("Download the comparison (PNG)", size="sm", variant="secondary")
+                    download = gr.DownloadButton("Download the comparison (PNG)", size="sm", variant="secondary",
+                                                 elem_id="download")
             follow = gr.State(0)
             with gr.Accordion("Per-step trajectories of the selected sample (click a digit above)", open=True):
                 filmstrip = gr.HTML(elem_id="filmstrip", padding=False)
-                with gr.Row():
-                    gif = gr.Image(show_label=False, type="filepath", elem_id="gif", container=False,
-                                   buttons=[], scale=2, min_width=300)
-                    plots = gr.Plot(show_label=False, elem_id="step-plots", scale=3, min_width=300)
-        with gr.Tab("w sweep"):
+                gif = gr.Image(show_label=False, type="filepath", elem_id="gif", container=False, buttons=[])
+                plots = gr.Plot(show_label=False, elem_id="step-plots")
+        with gr.Tab("w sweep") as sweep_tab:
             gr.Markdown(SWEEP_INTRO.format(weights=", ".join(f"{w:g}" for w in ex.SWEEP_WEIGHTS)))
             with gr.Row():
                 sweep_button = gr.Button("Run the sweep", variant="primary")
@@ -265,10 +275,11 @@ def build() -> gr.Blocks:
             if stored is not None:
                 table, plot_files = stored
                 gr.Markdown("### Measured trade-offs on the whole model (precomputed, `python -m demo.evaluate`)")
-                with gr.Row(elem_id="evaluation-plots"):
-                    for path in plot_files:
-                        gr.Image(path, show_label=False, container=False, buttons=[], min_width=280,
-                                 interactive=False)
+                for pair in (plot_files[:2], plot_files[2:]):
+                    with gr.Row(elem_classes="evaluation-plots"):
+                        for path in pair:
+                            gr.Image(path, show_label=False, container=False, buttons=[], min_width=280,
+                                     interactive=False)
                 with gr.Accordion("The numbers", open=False):
                     gr.Markdown(table)
         with gr.Tab("2-D exact lab"):
@@ -285,9 +296,9 @@ def build() -> gr.Blocks:
                     toy_field = gr.Checkbox(value=TOY_DEFAULT[6], label="Show the guidance vector field w·Δ")
                     toy_field_step = gr.Slider(0, 999, value=TOY_DEFAULT[7], step=1,
                                                label="… at step (noise decreases →)")
-                    with gr.Row():
-                        toy_button = gr.Button("Sample", variant="primary")
-                        toy_stop = gr.Button("Stop", variant="stop")
+                    with gr.Row(elem_classes="buttons"):
+                        toy_button = gr.Button("Sample", variant="primary", min_width=80)
+                        toy_stop = gr.Button("Stop", variant="stop", min_width=60, scale=0)
                 with gr.Column(scale=1):
                     toy_plot = gr.Plot(show_label=False, elem_id="toy-plot")
                     toy_table = gr.Markdown()
@@ -326,9 +337,10 @@ def build() -> gr.Blocks:
                                          api_visibility="private").then(on_toy, toy_inputs, [toy_plot, toy_table],
                                                                         api_visibility="private")
         toy_stop.click(None, cancels=[toy_event, preset_event], api_visibility="private")
-        sweep_event = sweep_button.click(on_sweep, [label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi],
-                                         [sweep_grid, sweep_plot], api_name="sweep")
-        sweep_stop.click(None, cancels=[sweep_event], api_visibility="private")
+        sweep_inputs = [label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi]
+        sweep_event = sweep_button.click(on_sweep, sweep_inputs, [sweep_grid, sweep_plot], api_name="sweep")
+        sweep_shown = sweep_tab.select(on_sweep, sweep_inputs, [sweep_grid, sweep_plot], api_visibility="private")
+        sweep_stop.click(None, cancels=[sweep_event, sweep_shown], api_visibility="private")
     return blocks
 
 

@@ -26,7 +26,7 @@ from .validation import RequestError, shown
 T = TypeVar("T")
 NUM_FRAMES = 41            # trajectory states kept per run (evenly spaced, first and last included)
 SWEEP_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
-LADDER = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)   # w values sampled ahead for instant w
+LADDER = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)   # sampled ahead: instant w
 CACHE_BYTES = 400 * 2**20  # finished runs kept (a run of 8 samples x 32 steps with its trajectory: ~0.5 MB)
 MAX_ROWS = 512             # denoiser rows per batched call when runs are sampled together (bounds memory)
 Progress = Generator[tuple[int, int], None, T]

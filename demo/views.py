@@ -37,12 +37,13 @@ def colours(titles: dict[str, str]) -> dict[str, str]:
     return {name: GUIDANCE[method].colour for name, method in titles.items()}
 
 
-def settings_line(base: Request, weights: dict[str, float] | None = None) -> str:
-    """The settings that reproduce a result, in one line."""
+def settings_line(base: Request, weights: dict[str, float] | None = None, short: bool = False) -> str:
+    """The settings that reproduce a result, in one line (`short`: per-method w left to the rows)."""
     interval = "" if base.interval == Interval() else \
         f", interval ({base.interval.sigma_lo:g}, {base.interval.sigma_hi:g}]"
-    w = f"w = {base.weight:g}" if not weights or len(set(weights.values())) == 1 else \
-        "w = " + ", ".join(f"{short_title(m)} {w:g}" for m, w in weights.items())
+    same = not weights or len(set(weights.values())) == 1
+    w = f"w = {next(iter(weights.values())) if weights else base.weight:g}" if same else \
+        "w per method" if short else "w = " + ", ".join(f"{short_title(m)} {w:g}" for m, w in weights.items())
     return (f"{CLASS_NAMES[base.label]}, {w}, seed {base.seed}, {base.num_samples} samples, "
             f"{base.sampler.num_steps} {base.sampler.sampler} steps{interval}")
 
@@ -188,7 +189,7 @@ def summary(results: Results) -> str:
     lines = ["| method | w | correct | unrealistic | mean p(target) | NFE / sample |", "|---|---|---|---|---|---|"]
     for method, run in results.runs.items():
         w = "–" if method == "unguided" else f"{run.request.weight:g}"
-        lines.append(f"| {title(method)} | {w} | {run.accuracy():.0%} | {1 - run.realistic().float().mean():.0%} "
+        lines.append(f"| {short_title(method)} | {w} | {run.accuracy():.0%} | {1 - run.realistic().float().mean():.0%} "
                      f"| {run.confidence():.2f} | {run.request.nfe} |")
     return "\n".join(lines) + f"\n\nSampling: {timing(results)}."
 

@@ -17,8 +17,12 @@ from demo import toy_lab, views
 from demo.guidance import GUIDANCE, METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = dict(label=3, weight=2.0, num_steps=12, sampler="ddim", num_samples=4, seed=1, sigma_lo=0.0,
-                sigma_hi=80.0)
+SETTINGS = dict(label=3, mode="same", weight=2.0, w_classifier=3.0, w_cfg=1.0, w_gfcg=3.0, w_autoguidance=0.5,
+                num_steps=12, sampler="ddim", num_samples=4, seed=1, sigma_lo=0.0, sigma_hi=80.0)
+
+
+def values(follow: int = 0, **changes) -> list:
+    return [*{**SETTINGS, **changes}.values(), follow]
 
 
 @pytest.fixture(scope="module")
@@ -38,44 +42,62 @@ def drain(generator):
 def test_build_has_the_public_api():
     blocks = app.build()
     names = {d.api_name for d in blocks.fns.values() if d.api_name}
-    assert {"compare", "trajectory", "sweep"} <= names
+    assert {"compare", "trajectory", "sweep", "toy"} <= names
 
 
-def test_compare_handler_returns_every_method(explorer):
-    *galleries, summary, download, base = drain(app.on_compare(*SETTINGS.values()))
-    assert len(galleries) == len(METHODS)
-    for gallery in galleries:
-        assert len(gallery) == 4
-        path, caption = gallery[0]
-        with Image.open(path) as image:
-            assert image.size == (112, 112) and image.format == "PNG"
-        assert caption[0] in "✓✗" and "%" in caption
-    assert all(m in summary for m in ("Unguided", "Autoguidance")) and Path(download).suffix == ".png"
+def test_compare_handler_returns_one_aligned_picture(explorer):
+    picture, summary, status, download = drain(app.on_compare(*values()))
+    assert picture.count('class="gl-row"') == len(METHODS)                 # one row per method
+    assert picture.count("data-sample=") == len(METHODS) * 4               # a cell per sample
+    assert all(GUIDANCE[m].short_title in picture for m in METHODS) and "data:image/png;base64," in picture
+    assert all(GUIDANCE[m].short_title in summary for m in METHODS) and "| w |" in summary
+    assert "digit 3" in status and Path(download).suffix == ".png"
     with Image.open(download) as grid:
         assert grid.width > 4 * 56
-    strip, gif, p_plot, norm_plot = app.on_trajectory(base, 2)
-    with Image.open(strip) as image:
-        assert image.height > 10 * 56
+    filmstrip, gif, plots = drain(app.on_trajectory(*values(follow=2)))
+    assert filmstrip.count('class="gl-frame"') == len(METHODS) * 2 * 10 and "σ" in filmstrip
     assert Path(gif).read_bytes()[:6] == b"GIF89a"
-    assert p_plot.axes and norm_plot.axes
+    assert len(plots.axes) == 2
+
+
+def test_each_method_at_its_own_w(explorer):
+    picture, summary, status, _ = drain(app.on_compare(*values(mode="own", w_autoguidance=3.0)))
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in summary.splitlines()[2:7]}
+    assert rows == {"Unguided": "–", "Classifier": "3", "Classifier-free": "1", "Gradient-free": "3",
+                    "Autoguidance": "3"}
+    assert "w per method" in status
+    assert "Autoguidance at w = 3 is past w ≈" in picture                   # said plainly, from the evaluation
 
 
 def test_changing_only_w_reuses_the_unguided_run_and_views_recompute_nothing(explorer):
-    drain(app.on_compare(*SETTINGS.values()))
+    drain(app.on_compare(*values()))
     before = explorer.runs_computed
-    drain(app.on_compare(*{**SETTINGS, "weight": 3.5}.values()))
+    drain(app.on_compare(*values(weight=3.5)))
     assert explorer.runs_computed == before + len(METHODS) - 1          # unguided came from the cache
-    drain(app.on_compare(*{**SETTINGS, "weight": 0.0}.values()))
+    drain(app.on_compare(*values(weight=0.0)))
     assert explorer.runs_computed == before + len(METHODS) - 1          # w = 0: every method is the unguided run
-    base = ex.parse_request(*{**SETTINGS, "weight": 3.5}.values())
-    app.on_trajectory(base, 1)
+    drain(app.on_trajectory(*values(follow=1, weight=3.5)))
     assert explorer.runs_computed == before + len(METHODS) - 1
+
+
+def test_the_w_ladder_makes_moving_w_instant(explorer):
+    settings = values(seed=31)[:-1]
+    assert "ready" in drain(app.on_ladder(*settings))
+    before = explorer.runs_computed
+    for w in ex.LADDER:
+        picture, *_ = drain(app.on_compare(*values(seed=31, weight=w)))
+        assert f"w = {w:g}" in picture or w == 0
+    assert explorer.runs_computed == before                               # not one run sampled
+    drain(app.on_compare(*values(seed=31, weight=2.25)))                  # between ladder values: sampled
+    assert explorer.runs_computed == before + len(METHODS) - 1
+    assert "ready" in drain(app.on_ladder(*settings)) and explorer.runs_computed == before + len(METHODS) - 1
 
 
 def test_comparison_samples_all_methods_together_as_they_would_alone(explorer, models):
     """Lockstep batching is a speed-up only: each method's samples match its run alone (up to float rounding
     of the larger batch), and the same comparison twice is bitwise identical."""
-    base = ex.parse_request(*SETTINGS.values())
+    base = ex.parse_request(*[SETTINGS[k] for k in ("label", "weight", "num_steps", "sampler", "num_samples",
+                                                     "seed")])
     runs = ex.Explorer(models).compare(base).runs
     again = ex.Explorer(models).compare(base).runs
     for method, run in runs.items():
@@ -86,7 +108,7 @@ def test_comparison_samples_all_methods_together_as_they_would_alone(explorer, m
 
 
 def test_long_runs_are_split_into_bounded_batches():
-    base = ex.parse_request(*{**SETTINGS, "num_samples": 64}.values())
+    base = ex.parse_request(3, 2.0, 12, "ddim", 64, 1)
     requests = [replace(base, method=m, weight=w) for m in METHODS for w in (1.0, 2.0)]
     groups = ex.batches(requests, max_rows=512)
     assert [r for g in groups for r in g] == requests
@@ -96,6 +118,8 @@ def test_long_runs_are_split_into_bounded_batches():
 
 
 @pytest.mark.parametrize("field,value,message", [
+    ("mode", "both", "unknown w mode"),
+    ("w_cfg", -1.0, None),
     ("label", 10, "class must be between 0 and 9"),
     ("label", -1, "class must be between 0 and 9"),
     ("weight", -0.5, "w must be between 0 and 20"),
@@ -115,11 +139,13 @@ def test_long_runs_are_split_into_bounded_batches():
     ("sigma_lo", 5.0, None),
 ])
 def test_bad_input_gets_a_clear_message(explorer, field, value, message):
-    settings = {**SETTINGS, field: value}
+    settings = {field: value}
     if field == "sigma_lo":
         settings["sigma_hi"], message = 1.0, "high sigma must be a number >= the low sigma"
+    if field == "w_cfg":
+        settings["mode"], message = "own", "w must be between 0 and 20"
     with pytest.raises(gr.Error, match=message):
-        drain(app.on_compare(*settings.values()))
+        drain(app.on_compare(*values(**settings)))
 
 
 def test_sweep_handler_draws_every_method_and_weight(explorer):
@@ -127,8 +153,8 @@ def test_sweep_handler_draws_every_method_and_weight(explorer):
     picture, figure = drain(app.on_sweep(3, 4, "ddim", 2, 0, 0.0, 80.0))
     guided = len(METHODS) - 1
     assert explorer.runs_computed - before <= guided * (len(ex.SWEEP_WEIGHTS) - 1) + 1   # w = 0 is shared
-    with Image.open(picture) as image:
-        assert image.height > guided * 56 and image.width > len(ex.SWEEP_WEIGHTS) * 2 * 56
+    assert picture.count('class="gl-frame') == guided * len(ex.SWEEP_WEIGHTS) * 2
+    assert "digit 3" in picture and "seed 0" in picture                  # it says what it shows
     assert len(figure.axes[0].lines) == guided
 
 
@@ -158,7 +184,7 @@ def test_stop_buttons_cancel_every_long_run():
 
 
 def test_summary_says_which_runs_came_from_the_cache(explorer):
-    base = ex.parse_request(*{**SETTINGS, "seed": 77}.values())
+    base = ex.parse_request(3, 2.0, 12, "ddim", 4, 77)
     first = explorer.compare(base)
     assert "sampled together" in views.summary(first) and "from cache" not in views.summary(first)
     second = explorer.compare(replace(base, weight=4.0))            # unguided is reused
@@ -167,58 +193,113 @@ def test_summary_says_which_runs_came_from_the_cache(explorer):
 
 
 def test_a_new_method_samples_alongside_the_shipped_ones(explorer, away_from_zero):
-    base = ex.parse_request(*{**SETTINGS, "seed": 78}.values())
+    base = ex.parse_request(3, 2.0, 12, "ddim", 4, 78)
     results = explorer.compare(base, methods=(*METHODS, "away_from_zero"))
     assert list(results.runs) == [*METHODS, "away_from_zero"] and len(results.fresh_batches) == 1
     assert not torch.equal(results.runs["away_from_zero"].samples, results.runs["unguided"].samples)
 
 
-def test_trajectory_without_a_comparison_is_a_clear_error(explorer):
-    with pytest.raises(gr.Error, match="Generate a comparison first"):
-        app.on_trajectory(None, 0)
+def test_trajectory_of_a_run_this_process_never_sampled_is_recomputed(models, monkeypatch):
+    """No endpoint depends on what one process remembers: the same settings give the same bytes."""
+    monkeypatch.setattr(app, "EXPLORER", ex.Explorer(models))
+    first = drain(app.on_trajectory(*values(seed=55, follow=1)))
+    monkeypatch.setattr(app, "EXPLORER", ex.Explorer(models))           # a fresh process, as it were
+    second = drain(app.on_trajectory(*values(seed=55, follow=1)))
+    assert first[0] == second[0] and Path(first[1]).read_bytes() == Path(second[1]).read_bytes()
+
+
+def test_picking_a_digit_follows_it():
+    class Event:
+        _data = {"sample": 5}
+    assert app.on_pick(0, Event()) == 5
+    assert app.on_pick(3, type("Empty", (), {"_data": None})()) == 3
 
 
 # ---- the real server -------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_gradio_client_gets_every_gallery(server):
+def test_gradio_client_gets_the_comparison(server):
     from gradio_client import Client
     client = Client(server, verbose=False)
-    result = client.predict(3, 2.0, 8, "ddim", 3, 5, 0.0, 80.0, api_name="/compare")
-    galleries, (summary, download) = result[:len(METHODS)], result[len(METHODS):]    # State is not sent
-    assert len(result) == len(METHODS) + 2 and "Autoguidance" in summary and download.endswith(".png")
-    for gallery in galleries:
-        assert len(gallery) == 3 and all(Path(item["image"]).suffix == ".png" for item in gallery)
-        assert all(item["caption"][0] in "✓✗" for item in gallery)
-    with pytest.raises(Exception, match="1000"):          # Gradio's own range check, or ours
-        client.predict(3, 2.0, 5000, "ddim", 3, 5, 0.0, 80.0, api_name="/compare")
+    args = values(seed=5, num_steps=8, num_samples=3)
+    picture, summary, status, download = client.predict(*args, api_name="/compare")
+    assert picture.count("data-sample=") == len(METHODS) * 3 and "Autoguidance" in summary
+    assert download.endswith(".png")
     with pytest.raises(Exception, match="high sigma must be a number >= the low sigma"):
-        client.predict(3, 2.0, 8, "ddim", 3, 5, 5.0, 1.0, api_name="/compare")
+        client.predict(*values(sigma_lo=5.0, sigma_hi=1.0), api_name="/compare")
+    filmstrip, gif, _ = client.predict(*args, api_name="/trajectory")
+    assert "gl-frame" in filmstrip and gif.endswith(".gif")
     # the server is still healthy after bad input
-    assert len(client.predict(4, 1.0, 4, "ddim", 2, 0, 0.0, 80.0, api_name="/compare")[0]) == 2
+    assert "data-sample" in client.predict(*values(seed=0, num_steps=4, num_samples=2), api_name="/compare")[0]
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SIZES = {"projector": (1024, 768), "laptop": (1440, 900), "phone": (390, 844)}
+
+
+def open_page(browser, server, size):
+    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+    page.goto(server, wait_until="domcontentloaded")
+    page.locator("#comparison .gl-cell img").first.wait_for(timeout=120_000)     # no click needed
+    return page
+
+
+def runs_computed(page) -> int:
+    return int(page.locator("#comparison .gl-comparison").get_attribute("data-runs-computed"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+    from demo.screenshots import CHROMIUM_ARGS
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_browser_generates_and_shows_every_gallery(server, tmp_path):
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1300})
-        page.goto(server, wait_until="domcontentloaded")
-        page.get_by_role("button", name="Generate").click()
-        for method in METHODS:
-            page.locator(f"#gallery-{method} img").first.wait_for(timeout=90_000)
-        page.locator("#summary table").wait_for(timeout=90_000)
-        page.locator("#filmstrip img").wait_for(timeout=90_000)
-        page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
-        assert page.locator(f"#gallery-{METHODS[-1]} img").count() >= 1
-        browser.close()
+@pytest.mark.parametrize("size", list(SIZES))
+def test_browser_shows_a_finished_comparison_on_arrival_and_nothing_is_clipped(server, browser, size, tmp_path):
+    width, height = SIZES[size]
+    page = open_page(browser, server, (width, height))
+    assert page.locator("#comparison .gl-cell").count() == len(METHODS) * 8
+    boxes = page.evaluate("""() => [...document.querySelectorAll('#comparison .gl-cell img, #comparison .gl-name')]
+        .map((el) => { const r = el.getBoundingClientRect(), c = el.closest('.gl-row').getBoundingClientRect();
+                       return [r.left, r.right, r.top, r.bottom, c.left, c.right, c.top, c.bottom, r.width]; })""")
+    for left, right, top, bottom, c_left, c_right, c_top, c_bottom, w in boxes:
+        assert w > 0 and left >= c_left - 1 and right <= c_right + 1 and top >= c_top - 1 and bottom <= c_bottom + 1
+        assert 0 <= left and right <= width                                # inside the viewport's width
+    names = page.locator("#comparison .gl-name").evaluate_all("els => els.map(e => getComputedStyle(e).fontSize)")
+    assert all(float(px[:-2]) >= 14 for px in names)                       # method names readable from afar
+    if size == "projector":                                                 # the whole result above the fold
+        picture = page.locator("#comparison .gl-comparison").bounding_box()
+        generate = page.locator("#generate").bounding_box()
+        assert picture["y"] + picture["height"] <= height and generate["y"] + generate["height"] <= height
+    page.screenshot(path=str(tmp_path / f"{size}.png"))
+    page.close()
+
+
+@pytest.mark.slow
+def test_browser_ladder_w_change_samples_nothing_and_a_click_follows_a_digit(server, browser):
+    page = open_page(browser, server, SIZES["projector"])
+    page.locator("#ladder-status").get_by_text("ready").wait_for(timeout=300_000)
+    before = runs_computed(page)
+    box = page.locator("#weight-cfg input[type=number]")
+    box.fill("2")
+    box.press("Enter")
+    page.locator('#comparison .gl-label:has-text("w = 2 ·")').first.wait_for(timeout=30_000)
+    assert runs_computed(page) == before                                   # from the ladder: no new sampling
+    strip = page.locator("#filmstrip .gl-frame img").first
+    strip.wait_for(timeout=120_000)
+    first_frames = page.locator("#filmstrip").inner_html()
+    page.locator('#comparison .gl-cell[data-sample="5"]').first.click()
+    page.wait_for_function("(old) => document.querySelector('#filmstrip').innerHTML !== old", arg=first_frames,
+                           timeout=60_000)
+    assert page.locator('#comparison .gl-cell.gl-selected[data-sample="5"]').count() >= 1
+    page.close()
 
 
 def test_handlers_do_their_torch_work_on_the_one_compute_thread(explorer, monkeypatch):
@@ -233,6 +314,6 @@ def test_handlers_do_their_torch_work_on_the_one_compute_thread(explorer, monkey
         seen.add(threading.current_thread())
         return (yield from original(*args, **kwargs))
     monkeypatch.setattr(ex, "run_methods_live", spy)
-    drain(app.on_compare(*{**SETTINGS, "seed": 99}.values()))
+    drain(app.on_compare(*values(seed=99)))
     assert seen == {COMPUTE.thread} and COMPUTE.thread is not threading.current_thread()
     assert COMPUTE.call(COMPUTE.call, threading.current_thread) is COMPUTE.thread        # re-entrant
