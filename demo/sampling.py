@@ -6,9 +6,14 @@ Samplers (Karras et al. 2022, Sec. 3 / k-diffusion):
   ddim       deterministic: Euler on the probability-flow ODE, x' = D + (sigma'/sigma)(x - D). In the
              sigma parametrisation this is exactly DDIM with eta = 0 (Song et al. 2021; Karras et al. 2022, Sec. 3).
   ancestral  stochastic: DDPM-like ancestral step (eta = 1): down to sigma_down, then add sigma_up fresh noise.
+  dpmpp_2m   deterministic, second order with one evaluation per step: DPM-Solver++(2M) (Lu et al. 2022,
+             Alg. 2), which reuses the previous step's x0 estimate.
+`Trajectory` holds one run's state between steps, so that a caller can advance many runs in one batched
+network call per step (the app's scheduler); `sample` is the plain loop over it.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -76,12 +81,17 @@ class Step:
 Noise = NoiseSource | ConcatNoise | BatchNoise
 
 
-def ddim_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float, noise: Noise) -> Tensor:
+Previous = tuple[Tensor, float] | None       # the last step's (x0 estimate, sigma), for multistep samplers
+
+
+def ddim_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float, noise: Noise, previous: Previous
+              ) -> Tensor:
     """Euler step of dx/dsigma = (x - D) / sigma (Karras et al. 2022, Eq. 3 / Alg. 1 without the Heun term)."""
     return denoised + (sigma_next / sigma) * (x - denoised)
 
 
-def ancestral_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float, noise: Noise) -> Tensor:
+def ancestral_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float, noise: Noise,
+                   previous: Previous) -> Tensor:
     """Ancestral step: sigma_up^2 = sigma'^2 (sigma^2 - sigma'^2) / sigma^2, sigma_down^2 = sigma'^2 - sigma_up^2."""
     sigma_up = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5
     sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
@@ -89,7 +99,22 @@ def ancestral_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float,
     return x_next + sigma_up * noise.randn(x.shape[1:]) if sigma_next > 0 else x_next
 
 
-SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddim": ddim_step, "ancestral": ancestral_step}
+def dpmpp_2m_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float, noise: Noise,
+                  previous: Previous) -> Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2; k-diffusion's sample_dpmpp_2m), with t = -log sigma:
+    x' = (sigma'/sigma) x - (e^-h - 1) D_d,  D_d = (1 + 1/(2r)) D - (1/(2r)) D_prev,  r = h_prev / h.
+    The first step and the last (sigma' = 0) are first order, i.e. the DDIM step."""
+    if previous is None or sigma_next == 0:
+        return ddim_step(x, denoised, sigma, sigma_next, noise, previous)
+    old_denoised, old_sigma = previous
+    h = math.log(sigma / sigma_next)
+    r = math.log(old_sigma / sigma) / h
+    denoised_d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+    return (sigma_next / sigma) * x - math.expm1(-h) * denoised_d
+
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddim": ddim_step, "ancestral": ancestral_step,
+                                               "dpmpp_2m": dpmpp_2m_step}
 
 
 def followed(pred: Prediction, clip_denoised: bool) -> tuple[Tensor, Tensor]:
@@ -107,19 +132,45 @@ def followed(pred: Prediction, clip_denoised: bool) -> tuple[Tensor, Tensor]:
     return denoised, norm
 
 
+class Trajectory:
+    """One run between steps: from x = sigma_0 * n, each `advance` takes the denoiser's prediction at the
+    current (x, sigma) and returns the recorded Step; `final()` is the sample at sigma_N = 0."""
+
+    def __init__(self, sigmas: Tensor | list[float], noise: Noise, shape: tuple[int, ...], sampler: str = "ddim",
+                 clip_denoised: bool = False):
+        self.sigmas = [float(s) for s in sigmas]
+        self.noise, self.step_fn, self.clip_denoised = noise, SAMPLERS[sampler], clip_denoised
+        self.index, self.previous = 0, None
+        self.x = self.sigmas[0] * noise.randn(shape)
+
+    @property
+    def sigma(self) -> float:
+        return self.sigmas[self.index]
+
+    @property
+    def done(self) -> bool:
+        return self.index == len(self.sigmas) - 1
+
+    def advance(self, pred: Prediction) -> Step:
+        denoised, norm = followed(pred, self.clip_denoised)
+        sigma, sigma_next = self.sigma, self.sigmas[self.index + 1]
+        step = Step(self.index, sigma, self.x, denoised, norm, pred.p_target)
+        self.x = self.step_fn(self.x, denoised, sigma, sigma_next, self.noise, self.previous)
+        self.previous, self.index = (denoised, sigma), self.index + 1
+        return step
+
+    def final(self) -> Step:
+        """The sample at sigma = 0 (nothing is evaluated there: p_target is None)."""
+        return Step(self.index, 0.0, self.x, self.x, self.x.new_zeros(self.x.shape[0]), None)
+
+
 def sample(denoise: Callable[[Tensor, float], Prediction], sigmas: Tensor, noise: Noise,
            shape: tuple[int, ...], sampler: str = "ddim", clip_denoised: bool = False) -> Iterator[Step]:
-    """Yield num_steps + 1 Steps from x = sigma_0 * n to the sample at sigma_N = 0 (whose p_target is None:
-    nothing is evaluated there)."""
-    step_fn = SAMPLERS[sampler]
-    sigma_list = [float(s) for s in sigmas]
-    x = sigma_list[0] * noise.randn(shape)
-    for i, (sigma, sigma_next) in enumerate(zip(sigma_list[:-1], sigma_list[1:])):
-        pred = denoise(x, sigma)
-        denoised, norm = followed(pred, clip_denoised)
-        yield Step(i, sigma, x, denoised, norm, pred.p_target)
-        x = step_fn(x, denoised, sigma, sigma_next, noise)
-    yield Step(len(sigma_list) - 1, 0.0, x, x, x.new_zeros(x.shape[0]), None)
+    """Yield num_steps + 1 Steps from x = sigma_0 * n to the sample at sigma_N = 0."""
+    trajectory = Trajectory(sigmas, noise, shape, sampler, clip_denoised)
+    while not trajectory.done:
+        yield trajectory.advance(denoise(trajectory.x, trajectory.sigma))
+    yield trajectory.final()
 
 
 def split(step: Step, sizes: list[int]) -> list[Step]:
