@@ -4,6 +4,8 @@
     request = Request(label=3, method="cfg", weight=3.0, num_samples=8, seed=0)
     steps = list(generate(models, request))                  # num_steps + 1 Steps; steps[-1].x are the samples
     for per_request in generate_together(models, [r1, r2]):  # several requests in lockstep, batched per step
+    runs = [Run.of(models, r) for r in requests]             # or step by step, joining and leaving at will:
+    steps = advance_together(models, runs)                   # one step of each (any noise levels), one batch
 
 Every request is validated when it is made (Request.__post_init__, not only in the UI) and raises RequestError
 with a readable message.
@@ -26,11 +28,12 @@ from .config import IMAGE_SHAPE, LIMITS, NUM_CLASSES, Interval, SamplerConfig
 from .guidance import GUIDANCE, Evaluation, Guidance, classify, evaluate_together, make_guidance, \
     nfe_per_sample, target_probability
 from .metrics import Realism
-from .sampling import SAMPLERS, ConcatNoise, NoiseSource, Prediction, Step, final, sample, split
+from .sampling import SAMPLERS, NoiseSource, Step, Trajectory, concat, final, split
 from .schedule import karras_sigmas
 from .validation import RequestError, checked, choice, shown
 
-__all__ = ["Models", "Request", "RequestError", "GuidedRun", "sample_runs", "sample_labels", "generate_together",
+__all__ = ["Models", "Request", "RequestError", "GuidedRun", "Run", "advance_together", "finish_together",
+           "sample_runs", "sample_labels", "generate_together",
            "generate", "generate_final"]
 
 
@@ -104,38 +107,78 @@ class GuidedRun(NamedTuple):
     seed: int
 
 
+class Run:
+    """One guided run in flight: its guidance, a class per sample, its own noise (from its seed) and its
+    sampling.Trajectory. Runs advance one step at a time, alone or together with other runs, even at other
+    noise levels (advance_together): a run gives the same samples alone or in company, up to float rounding
+    of the larger batch. This is what lets the app's scheduler add a request to a batch already under way."""
+
+    def __init__(self, models: Models, guided: GuidedRun, sampler: SamplerConfig = SamplerConfig()):
+        self.guidance, self.seed, self.sampler = guided.guidance, guided.seed, sampler
+        self.labels = guided.labels.to(models.device)
+        sigmas = karras_sigmas(sampler.num_steps, sampler.sigma_min, sampler.sigma_max, sampler.rho)
+        self.trajectory = Trajectory(sigmas, NoiseSource(guided.seed, len(self.labels), models.device),
+                                     IMAGE_SHAPE, sampler.sampler, sampler.clip_denoised)
+
+    @classmethod
+    def of(cls, models: Models, request: Request) -> Run:
+        """The run of one validated request."""
+        guidance = make_guidance(request.method, request.weight, request.interval, **models.guidance_models())
+        labels = torch.full((request.num_samples,), request.label, dtype=torch.long)
+        return cls(models, GuidedRun(guidance, labels, request.seed), request.sampler)
+
+    @property
+    def done(self) -> bool:
+        return self.trajectory.done
+
+    @property
+    def rows(self) -> int:
+        """Denoiser rows this run adds to a batched step (samples x evaluations per step)."""
+        return len(self.labels) * self.guidance.nfe_per_step
+
+
+def advance_together(models: Models, runs: Sequence[Run], record: bool = True,
+                     no_autograd: Callable[[], AbstractContextManager] = torch.inference_mode) -> list[Step]:
+    """One sampling step of every run (none may be done): each network is called once on every row asked of
+    it (guidance.evaluate_together). `record` adds p(label | x_t, sigma) from the noisy classifier: it comes
+    with the guidance's own classifier calls. Sampling runs under `no_autograd` (classifier guidance
+    re-enables autograd for its own gradient)."""
+    probe = models.classifier if record else None
+    with no_autograd():
+        predictions = evaluate_together([Evaluation(run.guidance, models.net, run.trajectory.x,
+                                                    run.trajectory.sigma, run.labels, probe) for run in runs])
+    return [run.trajectory.advance(prediction) for run, prediction in zip(runs, predictions)]
+
+
+def finish_together(models: Models, runs: Sequence[Run], record: bool = True,
+                    no_autograd: Callable[[], AbstractContextManager] = torch.inference_mode) -> list[Step]:
+    """The final samples of finished runs. `record` adds p(label | x) read at the schedule's lowest noise level
+    sigma_min (the classifier is undefined at sigma = 0), in one classifier batch per sigma_min."""
+    steps = [run.trajectory.final() for run in runs]
+    if not record:
+        return steps
+    for sigma_min in dict.fromkeys(run.sampler.sigma_min for run in runs):
+        group = [k for k, run in enumerate(runs) if run.sampler.sigma_min == sigma_min]
+        labels = torch.cat([runs[k].labels for k in group])
+        with no_autograd():
+            belief = classify(models.classifier, torch.cat([steps[k].x for k in group]), sigma_min, labels,
+                              grad=False)
+        p_target = target_probability(belief.probs, labels).split([len(runs[k].labels) for k in group])
+        for k, p in zip(group, p_target):
+            steps[k] = replace(steps[k], p_target=p)
+    return steps
+
+
 def sample_runs(models: Models, runs: Sequence[GuidedRun], sampler: SamplerConfig = SamplerConfig(),
                 record: bool = True, no_autograd: Callable[[], AbstractContextManager] = torch.inference_mode
                 ) -> Iterator[Step]:
-    """Sample several runs side by side in lockstep through the one sampler loop: per step, each network is
-    called once on every row asked of it (guidance.evaluate_together). Steps hold all runs concatenated
-    along the batch (split them with sampling.split).
-
-    `record` adds p(label | x, sigma) from the noisy classifier to every step: per step it comes with the
-    guidance's own classifier calls, and for the final sample (sigma = 0, where the classifier is undefined)
-    it is read at the schedule's lowest noise level sigma_min. Each run's noise comes from its own seed, so a
-    run gives the same samples alone or in company (up to float rounding of the larger batch). Sampling runs
-    under `no_autograd` (classifier guidance re-enables autograd for its own gradient). Not validated:
-    `generate` is the checked entry point."""
-    labels = [run.labels.to(models.device) for run in runs]
-    sizes = [len(label) for label in labels]
-    sigmas = karras_sigmas(sampler.num_steps, sampler.sigma_min, sampler.sigma_max, sampler.rho)
-    noise = ConcatNoise([NoiseSource(run.seed, size, models.device) for run, size in zip(runs, sizes)])
-    probe = models.classifier if record else None
-
-    def denoise(x: Tensor, sigma: float) -> Prediction:
-        with no_autograd():
-            predictions = evaluate_together([Evaluation(run.guidance, models.net, part, sigma, label, probe)
-                                             for run, part, label in zip(runs, x.split(sizes), labels)])
-        return Prediction(*(torch.cat(parts) if all(p is not None for p in parts) else None
-                            for parts in zip(*predictions)))
-
-    for step in sample(denoise, sigmas, noise, IMAGE_SHAPE, sampler.sampler, sampler.clip_denoised):
-        if record and step.p_target is None:                     # the final sample
-            with no_autograd():
-                belief = classify(probe, step.x, sampler.sigma_min, torch.cat(labels), grad=False)
-            step = replace(step, p_target=target_probability(belief.probs, torch.cat(labels)))
-        yield step
+    """Sample several runs side by side in lockstep (advance_together, then finish_together); Steps hold all
+    runs concatenated along the batch (split them with sampling.split). Not validated: `generate` is the
+    checked entry point."""
+    active = [Run(models, run, sampler) for run in runs]
+    while not active[0].done:
+        yield concat(advance_together(models, active, record, no_autograd))
+    yield concat(finish_together(models, active, record, no_autograd))
 
 
 def sample_labels(models: Models, method: str, weight: float, labels: Tensor, seed: int,

@@ -14,7 +14,7 @@ network call per step (the app's scheduler); `sample` is the plain loop over it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -171,6 +171,13 @@ def sample(denoise: Callable[[Tensor, float], Prediction], sigmas: Tensor, noise
     while not trajectory.done:
         yield trajectory.advance(denoise(trajectory.x, trajectory.sigma))
     yield trajectory.final()
+
+
+def concat(steps: Sequence[Step]) -> Step:
+    """Steps of runs at the same step index, as one Step with their batches concatenated (inverse of split)."""
+    p_target = None if any(s.p_target is None for s in steps) else torch.cat([s.p_target for s in steps])
+    return Step(steps[0].index, steps[0].sigma, torch.cat([s.x for s in steps]),
+                torch.cat([s.denoised for s in steps]), torch.cat([s.guidance_norm for s in steps]), p_target)
 
 
 def split(step: Step, sizes: list[int]) -> list[Step]:

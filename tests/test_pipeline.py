@@ -67,7 +67,7 @@ def test_guidance_norm_measures_what_the_clamp_let_through():
 
 def test_a_cached_run_evicted_during_a_request_is_still_returned(models):
     """runs_live holds the cached runs it found: a small cache that evicts them meanwhile changes nothing."""
-    explorer = ex.Explorer(models, cache_size=2)
+    explorer = ex.Explorer(models, cache_bytes=1)      # holds one run at most
     base = Request(label=1, method="unguided", weight=0.0, num_samples=2, seed=3, sampler=SamplerConfig(num_steps=3))
     explorer.compare(base, methods=["unguided"])
     others = [replace(base, method="cfg", weight=w) for w in (1.0, 2.0, 3.0)]
