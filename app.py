@@ -39,6 +39,10 @@ LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": 
 OUT_DIR = Path(tempfile.gettempdir()) / "guidance_lab"
 YIELD_EVERY = 0.5          # seconds between no-change yields of a long run (Stop acts at the next one)
 EXPLORER: ex.Explorer | None = None
+MAX_QUEUE = 64             # waiting events in all (a class of 30, each with a comparison and its follow-ups)
+# Sampling handlers only wait on the scheduler (demo/scheduler.py), which batches everyone's steps: they run
+# concurrently, without a limit of their own (the queue bounds them). The 2-D lab keeps the default limit of 1.
+SAMPLING = dict(concurrency_limit=None)
 TOY_LAB = toy_lab.ToyLab()
 GUIDED = METHODS[1:]
 SLIDER_MAX = 10.0          # the sliders' range of w (the API accepts up to LIMITS.max_weight)
@@ -111,7 +115,6 @@ def _hint(method: str) -> str | None:
 # ---- handlers: widget values in, displayable values out -------------------------------------------------
 
 @gpu
-@on_compute_thread
 def on_compare(*values, progress=gr.Progress()):
     """Every method with the same seed, sampled together (or straight from the cache: the w ladder)."""
     *settings, follow = values
@@ -128,13 +131,12 @@ def on_compare(*values, progress=gr.Progress()):
 
 
 @gpu
-@on_compute_thread(background=True, waiting=gr.skip())
 def on_ladder(*settings):
-    """Sample the w ladder of every guided method in the background (after every visitor's interactive work),
-    so that moving w along it is instant."""
+    """Sample the w ladder of every guided method in the background (steps run only while no visitor waits
+    for a result), so that moving w along it is instant."""
     base, _ = _settings(*settings)
     explorer = _explorer()
-    live = explorer.sweep_live(base, GUIDED, ex.LADDER)
+    live = explorer.sweep_live(base, GUIDED, ex.LADDER, background=True)
     missing = explorer.missing(ex.sweep_requests(base, GUIDED, ex.LADDER))
     if missing:
         last = 0.0
@@ -148,7 +150,6 @@ def on_ladder(*settings):
            " shows the result at once; other values are sampled.")
 
 
-@on_compute_thread
 def on_trajectory(*values, progress=gr.Progress()):
     """Filmstrip, GIF and per-step plots of the followed sample (recomputed if not cached: same seed, same
     result)."""
@@ -177,7 +178,6 @@ def on_stop():
 
 
 @gpu
-@on_compute_thread
 def on_sweep(label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi, progress=gr.Progress()):
     base = _user_errors(ex.parse_request, label, 0.0, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
     live = _explorer().sweep_live(base)
@@ -311,24 +311,24 @@ def build() -> gr.Blocks:
         compare_triggers = [blocks.load, generate.click, label.change, mode.change, weight.change,
                             *(w.change for w in method_weights)]
         compare_event = gr.on(compare_triggers, on_compare, [*settings, follow], outputs, api_name="compare",
-                              trigger_mode="always_last", show_progress="minimal")
+                              trigger_mode="always_last", show_progress="minimal", **SAMPLING)
         compare_event.success(None, js=CURRENT_JS)
         ladder_event = compare_event.success(on_ladder, settings, ladder_status, show_progress="hidden",
-                                             api_visibility="private")
+                                             api_visibility="private", **SAMPLING)
         trajectory_event = compare_event.success(on_trajectory, [*settings, follow], trajectory,
-                                                 api_name="trajectory", show_progress="minimal")
+                                                 api_name="trajectory", show_progress="minimal", **SAMPLING)
         gr.on([generate.click, label.change, mode.change, weight.change, *(w.change for w in method_weights)],
               None, cancels=[ladder_event], api_visibility="private")
         pick_event = comparison.click(on_pick, follow, follow, api_visibility="private")
         pick_event.then(on_trajectory, [*settings, follow], trajectory, api_visibility="private",
-                        show_progress="minimal")
+                        show_progress="minimal", **SAMPLING)
         mode.change(on_mode, mode, [same_group, own_group], api_visibility="private")
         for widget in (num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi):
             widget.change(None, js=OUTDATED_JS)
         stop.click(on_stop, None, status, cancels=[compare_event, ladder_event, trajectory_event],
                    api_visibility="private")
         dice.click(lambda: random.randint(0, LIMITS.max_seed), None, seed, api_visibility="private").then(
-            on_compare, [*settings, follow], outputs, api_visibility="private", show_progress="minimal")
+            on_compare, [*settings, follow], outputs, api_visibility="private", show_progress="minimal", **SAMPLING)
 
         toy_inputs = [toy_preset, toy_label, toy_weight, toy_steps, toy_samples, toy_seed, toy_field, toy_field_step]
         toy_event = gr.on([blocks.load, toy_button.click, toy_weight.release, toy_label.input, toy_field.change,
@@ -338,8 +338,10 @@ def build() -> gr.Blocks:
                                                                         api_visibility="private")
         toy_stop.click(None, cancels=[toy_event, preset_event], api_visibility="private")
         sweep_inputs = [label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi]
-        sweep_event = sweep_button.click(on_sweep, sweep_inputs, [sweep_grid, sweep_plot], api_name="sweep")
-        sweep_shown = sweep_tab.select(on_sweep, sweep_inputs, [sweep_grid, sweep_plot], api_visibility="private")
+        sweep_event = sweep_button.click(on_sweep, sweep_inputs, [sweep_grid, sweep_plot], api_name="sweep",
+                                         **SAMPLING)
+        sweep_shown = sweep_tab.select(on_sweep, sweep_inputs, [sweep_grid, sweep_plot], api_visibility="private",
+                                       **SAMPLING)
         sweep_stop.click(None, cancels=[sweep_event, sweep_shown], api_visibility="private")
     return blocks
 
@@ -363,9 +365,9 @@ def main() -> None:
 
 def serve(host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> gr.Blocks:
     """Build the UI and start the server (returns once it accepts connections if block is False)."""
-    blocks = build().queue(max_size=32, default_concurrency_limit=1)
+    blocks = build().queue(max_size=MAX_QUEUE, default_concurrency_limit=1)
     blocks.launch(server_name=host, server_port=port, show_error=False, theme=gr.themes.Soft(), css=CSS,
-                  footer_links=["gradio"], prevent_thread_lock=not block)
+                  footer_links=["gradio"], prevent_thread_lock=not block, max_threads=2 * MAX_QUEUE + 8)
     return blocks
 
 

@@ -4,11 +4,11 @@ torch's CPU kernels parallelise with OpenMP (libgomp), which keeps one thread te
 more OpenMP threads exist than cores (a second team: the main thread loaded the weights, a Gradio worker thread
 samples), libgomp stops spin-waiting and every parallel region pays a futex wake-up (the README's Speed
 section has the measurement). Running all torch work on this one long-lived thread keeps a single team, and
-it is the one place that serialises the CPU-bound work: handlers interleave step by step on it.
+it is the one place that serialises the CPU-bound work. Handlers do not run on it: they wait on the
+scheduler (demo/scheduler.py), whose batched steps run here, between the 2-D lab's steps.
 """
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import inspect
@@ -19,14 +19,11 @@ _DONE = object()
 
 
 class ComputeThread:
-    """One long-lived thread for torch work. Interactive work (a visitor waiting for a result) goes first:
-    background work (the w ladder) waits between its steps while any interactive job is running."""
+    """One long-lived thread for torch work (sampling steps of demo/scheduler.py, the 2-D lab's steps)."""
 
     def __init__(self, name: str = "guidance-lab-compute"):
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self.thread = self.executor.submit(threading.current_thread).result()
-        self.interactive = 0                        # interactive jobs running now
-        self.quiet = threading.Condition()
 
     def call(self, fn, *args, **kwargs):
         """fn(*args, **kwargs) on the compute thread (with the caller's context variables); re-entrant."""
@@ -35,49 +32,26 @@ class ComputeThread:
         context = contextvars.copy_context()        # Gradio's progress tracking lives in context variables
         return self.executor.submit(context.run, fn, *args, **kwargs).result()
 
-    @contextlib.contextmanager
-    def interactive_job(self):
-        with self.quiet:
-            self.interactive += 1
-        try:
-            yield
-        finally:
-            with self.quiet:
-                self.interactive -= 1
-                self.quiet.notify_all()
-
-    def wait_until_quiet(self, timeout: float) -> bool:
-        """Block until no interactive job runs, at most `timeout` seconds; whether it is quiet."""
-        with self.quiet:
-            return self.quiet.wait_for(lambda: self.interactive == 0, timeout)
-
-    def wrap(self, fn=None, *, background: bool = False, waiting=None, poll: float = 0.5):
-        """A handler (plain or generator function) whose body runs on the compute thread, step by step.
-        `background` (generators only): before each step, wait for interactive jobs to finish, yielding
-        `waiting` every `poll` seconds meanwhile (so the caller can still cancel it)."""
-        if fn is None:
-            return functools.partial(self.wrap, background=background, waiting=waiting, poll=poll)
+    def wrap(self, fn):
+        """A handler (plain or generator function) whose body runs on the compute thread, step by step: other
+        work (the scheduler's steps) interleaves between its steps."""
         if inspect.isgeneratorfunction(fn):
             @functools.wraps(fn)
             def generator(*args, **kwargs):
                 steps = self.call(fn, *args, **kwargs)          # creating a generator runs nothing yet
-                with contextlib.nullcontext() if background else self.interactive_job():
-                    try:
-                        while True:
-                            while background and not self.wait_until_quiet(poll):
-                                yield waiting
-                            item = self.call(next, steps, _DONE)
-                            if item is _DONE:
-                                return
-                            yield item
-                    finally:
-                        self.call(steps.close)                  # its own clean-up, on this thread too
+                try:
+                    while True:
+                        item = self.call(next, steps, _DONE)
+                        if item is _DONE:
+                            return
+                        yield item
+                finally:
+                    self.call(steps.close)                      # its own clean-up, on this thread too
             return generator
 
         @functools.wraps(fn)
         def function(*args, **kwargs):
-            with self.interactive_job():
-                return self.call(fn, *args, **kwargs)
+            return self.call(fn, *args, **kwargs)
         return function
 
 

@@ -107,16 +107,6 @@ def test_comparison_samples_all_methods_together_as_they_would_alone(explorer, m
         np.testing.assert_allclose(run.p_target, alone.p_target, atol=2e-3)
 
 
-def test_long_runs_are_split_into_bounded_batches():
-    base = ex.parse_request(3, 2.0, 12, "ddim", 64, 1)
-    requests = [replace(base, method=m, weight=w) for m in METHODS for w in (1.0, 2.0)]
-    groups = ex.batches(requests, max_rows=512)
-    assert [r for g in groups for r in g] == requests
-    for group in groups:
-        rows = sum(r.num_samples * GUIDANCE[r.method].nfe_per_step for r in group)
-        assert rows <= 512 or len(group) == 1
-
-
 @pytest.mark.parametrize("field,value,message", [
     ("mode", "both", "unknown w mode"),
     ("w_cfg", -1.0, None),
@@ -309,13 +299,14 @@ def test_handlers_do_their_torch_work_on_the_one_compute_thread(explorer, monkey
     import threading
 
     from demo.compute import COMPUTE
+    import demo.scheduler
     seen = set()
-    original = ex.run_methods_live
+    original = demo.scheduler.step_together
 
     def spy(*args, **kwargs):
         seen.add(threading.current_thread())
-        return (yield from original(*args, **kwargs))
-    monkeypatch.setattr(ex, "run_methods_live", spy)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(demo.scheduler, "step_together", spy)
     drain(app.on_compare(*values(seed=99)))
     assert seen == {COMPUTE.thread} and COMPUTE.thread is not threading.current_thread()
     assert COMPUTE.call(COMPUTE.call, threading.current_thread) is COMPUTE.thread        # re-entrant

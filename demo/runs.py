@@ -1,0 +1,175 @@
+"""Runs in flight and finished: a request's pipeline.Run recorded as it goes (a few frames plus every per-step
+scalar) and condensed into a MethodRun when it ends. Used by the scheduler (runs joining and leaving a batch
+at any step) and by run_methods (a fixed group in lockstep).
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import time
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+import torch
+
+from . import render
+from .metrics import evaluate_images
+from .pipeline import Models, Request, Run, advance_together, finish_together
+
+T = TypeVar("T")
+NUM_FRAMES = 41            # trajectory states kept per run (evenly spaced, first and last included)
+Progress = Generator[tuple[int, int], None, T]
+BATCH_IDS = itertools.count(1)
+
+
+class Live(Generic[T]):
+    """A computation that reports progress: iterating it yields (steps done, total) after every sampling step,
+    so a caller can show progress or stop between steps; afterwards `result` holds what it computed."""
+
+    def __init__(self, steps: Progress[T]):
+        self.steps, self.result, self.done = steps, None, False
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.done:
+            raise RuntimeError("a Live computation runs once")
+        self.result = yield from self.steps
+        self.done = True
+
+    def run(self) -> T:
+        """Run to the end without watching; the result."""
+        for _ in self:
+            pass
+        return self.result
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    """A finished run, condensed for display: final samples, their evaluation, and a few trajectory frames."""
+    request: Request
+    samples: torch.Tensor          # (B, 1, 28, 28) in [-1, 1]
+    pixels: np.ndarray             # (B, 28, 28) uint8, the samples as shown
+    probs: torch.Tensor            # (B, 10) evaluation-classifier probabilities
+    features: torch.Tensor         # (B, 128) evaluation-classifier features
+    realism: torch.Tensor          # (B,) distance to the real digits / their k-NN radius: > 1 is off-manifold
+    frame_steps: np.ndarray        # (F,) step indices of the kept frames
+    frame_sigmas: np.ndarray       # (F,)
+    frames_x: np.ndarray           # (F, B, 28, 28) uint8, x_t shown at unit scale
+    frames_denoised: np.ndarray    # (F, B, 28, 28) uint8, guided x0 estimate
+    p_target: np.ndarray           # (N + 1, B) p(target | x_t) from the noisy classifier
+    guidance_norm: np.ndarray      # (N, B) ||clamp(D_w) - clamp(D)||: what guidance changed in the followed x0
+    batch: int                     # id of the sampling batch this run was computed in (runs in lockstep share it)
+    seconds: float                 # wall time of that batch
+
+    @functools.cached_property
+    def digit_uris(self) -> list[str]:
+        """The samples as PNG data URIs (encoded once per run, on first display)."""
+        return [render.data_uri(px) for px in self.pixels]
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory held by this run (for the cache's byte budget)."""
+        return sum(a.nbytes for a in (self.frames_x, self.frames_denoised, self.p_target, self.guidance_norm,
+                                      self.pixels)) + 5 * self.samples.numel() * 4
+
+    def realistic(self) -> torch.Tensor:
+        """(B,) bool: inside the real digits' manifold (metrics.Realism)."""
+        return self.realism <= 1
+
+    def verdicts(self) -> list[str]:
+        """Per sample: "correct" (the target class and realistic), "wrong" (another class) or "unrealistic"
+        (off the real digits' manifold, whatever the classifier calls it)."""
+        pred = self.probs.argmax(dim=1)
+        return ["unrealistic" if not real else "correct" if p == self.request.label else "wrong"
+                for p, real in zip(pred.tolist(), self.realistic().tolist())]
+
+    def captions(self) -> list[str]:
+        conf, pred = self.probs.max(dim=1)
+        marks = {"correct": "✓", "wrong": "✗", "unrealistic": "?"}
+        return [f"{marks[v]} {p} · {c:.0%}{' · unrealistic' if v == 'unrealistic' else ''}"
+                for v, p, c in zip(self.verdicts(), pred.tolist(), conf.tolist())]
+
+    def accuracy(self) -> float:
+        return (self.probs.argmax(1) == self.request.label).float().mean().item()
+
+    def confidence(self) -> float:
+        """Mean evaluation-classifier probability of the target class."""
+        return self.probs[:, self.request.label].mean().item()
+
+
+class Recording:
+    """A request's Run, recorded step by step: num_frames evenly spaced states plus every per-step scalar."""
+
+    def __init__(self, models: Models, request: Request, batch: int, num_frames: int = NUM_FRAMES):
+        self.request, self.batch, self.run = request, batch, Run.of(models, request)
+        self.total = request.sampler.num_steps + 1
+        self.keep = set(np.unique(np.linspace(0, self.total - 1, min(num_frames, self.total)).round()
+                                  .astype(int)).tolist())
+        self.frames: list[tuple] = []
+        self.p_target: list[torch.Tensor] = []
+        self.norms: list[torch.Tensor] = []
+        self.started = time.perf_counter()
+
+    @property
+    def done(self) -> bool:
+        return self.run.done
+
+    @property
+    def steps_done(self) -> int:
+        return self.run.trajectory.index
+
+    def record(self, step) -> None:
+        self.p_target.append(step.p_target.cpu())
+        if step.sigma > 0:
+            self.norms.append(step.guidance_norm.cpu())
+        if step.index in self.keep:
+            self.frames.append((step.index, step.sigma, render.noisy_to_uint8(step.x, step.sigma),
+                                render.to_uint8(step.denoised)))
+
+
+def step_together(models: Models, recordings: Sequence[Recording]) -> None:
+    """One sampling step of every recording (batched across all of them, whatever their noise levels)."""
+    for recording, step in zip(recordings, advance_together(models, [r.run for r in recordings])):
+        recording.record(step)
+
+
+def finish(models: Models, recordings: Sequence[Recording]) -> list[MethodRun]:
+    """Finished recordings -> MethodRuns: final samples, evaluation-classifier verdicts and realism, in one
+    batch for all of them."""
+    finals = finish_together(models, [r.run for r in recordings])
+    for recording, step in zip(recordings, finals):
+        recording.record(step)
+    samples = [step.x.cpu() for step in finals]
+    probs, features = evaluate_images(models.eval_classifier, torch.cat(samples))
+    realism = models.realism.distance_ratio(features).float()
+    probs, features, realism = (t.split([len(x) for x in samples]) for t in (probs, features, realism))
+    now = time.perf_counter()
+    runs = []
+    for r, x, pr, ft, re in zip(recordings, samples, probs, features, realism):
+        fr = r.frames
+        runs.append(MethodRun(r.request, x, render.to_uint8(x), pr, ft, re, np.array([f[0] for f in fr]),
+                              np.array([f[1] for f in fr]), np.stack([f[2] for f in fr]),
+                              np.stack([f[3] for f in fr]), torch.stack(r.p_target).numpy(),
+                              torch.stack(r.norms).numpy() if r.norms else np.zeros((0, r.request.num_samples)),
+                              r.batch, now - r.started))
+    return runs
+
+
+def run_methods_live(models: Models, requests: Sequence[Request], num_frames: int = NUM_FRAMES
+                     ) -> Progress[list[MethodRun]]:
+    """Sample requests together in lockstep (one batched network call per round for all of them) and condense
+    each. Yields (steps done, total) after every step; returns the runs."""
+    batch = next(BATCH_IDS)
+    recordings = [Recording(models, r, batch, num_frames) for r in requests]
+    total = max(r.total for r in recordings)
+    while not all(r.done for r in recordings):
+        step_together(models, [r for r in recordings if not r.done])
+        yield max(r.steps_done for r in recordings), total
+    runs = finish(models, recordings)
+    yield total, total
+    return runs
+
+
+def run_methods(models: Models, requests: Sequence[Request], num_frames: int = NUM_FRAMES) -> list[MethodRun]:
+    return Live(run_methods_live(models, requests, num_frames)).run()

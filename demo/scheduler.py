@@ -1,0 +1,189 @@
+"""Continuous batching: every visitor's sampling shares one batched network call per step.
+
+A classroom presses Generate at once. Run one after another, 30 comparisons of ~1 s each make the last
+student wait 30 s or more; in one batch the CPU does the same work with far better utilisation (a denoiser
+call on 300 rows costs much less than 30 calls on 10). So requests are not queued whole: each is split into
+runs (one per method and w), and every step of the scheduler advances a batch of runs chosen from everything
+in flight, whatever step each run has reached (runs join and leave at any step: pipeline.advance_together
+evaluates rows at different noise levels in one call).
+
+    scheduler = Scheduler(models, on_finished=cache.store)
+    ticket = scheduler.submit(requests)          # requests not already cached; identical ones in flight are shared
+    while not ticket.finished:
+        ticket.wait(0.25)                        # drives a step (or waits for whoever does)
+        show(ticket.progress())
+    ticket.runs                                  # key -> MethodRun
+
+Who computes: there is no scheduler thread. A caller waiting on a ticket takes the step lock if it is free and
+runs one step on the compute thread (demo/compute.py) for everyone; the others wait for its notification.
+Which runs a step takes: interactive tickets before background ones (the w ladder fills in only while nobody
+waits for a result), first come first served, up to `max_rows` denoiser rows (measured in the bench: larger
+batches barely raise throughput and delay the first results). Cancelling a ticket drops the runs that no
+other ticket waits for; the others go on.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .compute import COMPUTE, ComputeThread
+from .guidance import GUIDANCE
+from .pipeline import Models, Request
+from .runs import BATCH_IDS, MethodRun, Recording, finish, step_together
+
+MAX_ROWS = 384             # denoiser rows per batched step (bench: rows_per_step)
+INTERACTIVE, BACKGROUND = 0, 1
+log = logging.getLogger("guidance_lab")
+
+
+def rows(request: Request) -> int:
+    """Denoiser rows a request adds to a step: samples x network evaluations per step."""
+    return request.num_samples * GUIDANCE[request.method].nfe_per_step
+
+
+class Ticket:
+    """One caller's requests in the scheduler (keys: requests as the cache knows them)."""
+
+    def __init__(self, scheduler: Scheduler, keys: Sequence[Request], priority: int, seq: int):
+        self.scheduler, self.keys, self.priority, self.seq = scheduler, list(dict.fromkeys(keys)), priority, seq
+        self.batch = next(BATCH_IDS)              # runs sampled for this ticket carry this id
+        self.runs: dict[Request, MethodRun] = {}
+        self.error: BaseException | None = None
+        self.cancelled = False
+
+    @property
+    def finished(self) -> bool:
+        return self.error is not None or self.cancelled or len(self.runs) == len(self.keys)
+
+    def progress(self) -> tuple[int, int]:
+        """(steps done, steps in all) over this ticket's runs."""
+        return self.scheduler.progress(self)
+
+    def wait(self, timeout: float) -> None:
+        """Run one step for everyone, or wait (at most `timeout` s) for the step someone else runs."""
+        self.scheduler.drive(self, timeout)
+
+    def cancel(self) -> None:
+        self.scheduler.cancel(self)
+
+
+@dataclass(eq=False)
+class Flight:
+    """A run in flight and the tickets that wait for it (identical requests share one flight)."""
+    key: Request
+    batch: int
+    tickets: set[Ticket] = field(default_factory=set)
+    recording: Recording | None = None       # made on the compute thread when the run is first stepped
+
+    def priority(self) -> tuple[int, int]:
+        return min((t.priority, t.seq) for t in self.tickets)
+
+
+class Scheduler:
+    def __init__(self, models: Models, on_finished: Callable[[Request, MethodRun], None] = lambda k, r: None,
+                 compute: ComputeThread = COMPUTE, max_rows: int = MAX_ROWS):
+        self.models, self.on_finished, self.compute, self.max_rows = models, on_finished, compute, max_rows
+        self.state = threading.Condition()        # guards flights and tickets; notified after every step
+        self.stepping = threading.Lock()          # one step at a time
+        self.flights: dict[Request, Flight] = {}
+        self.seq = itertools.count()
+        self.steps_run = 0
+
+    def submit(self, keys: Sequence[Request], background: bool = False) -> Ticket:
+        """A ticket for these runs (their cache keys), sampled as soon as rows are free; a key already in
+        flight joins that flight."""
+        with self.state:
+            ticket = Ticket(self, keys, BACKGROUND if background else INTERACTIVE, next(self.seq))
+            for key in ticket.keys:
+                flight = self.flights.get(key)
+                if flight is None:
+                    flight = self.flights[key] = Flight(key, ticket.batch)
+                flight.tickets.add(ticket)
+            return ticket
+
+    def cancel(self, ticket: Ticket) -> None:
+        with self.state:
+            ticket.cancelled = True
+            for key in ticket.keys:
+                flight = self.flights.get(key)
+                if flight is not None:
+                    flight.tickets.discard(ticket)
+                    if not flight.tickets:
+                        del self.flights[key]
+            self.state.notify_all()
+
+    def progress(self, ticket: Ticket) -> tuple[int, int]:
+        with self.state:
+            done = total = 0
+            for key in ticket.keys:
+                steps = key.sampler.num_steps + 1
+                total += steps
+                if key in ticket.runs:
+                    done += steps
+                elif (flight := self.flights.get(key)) is not None and flight.recording is not None:
+                    done += flight.recording.steps_done
+            return done, total
+
+    def drive(self, ticket: Ticket, timeout: float) -> None:
+        if ticket.finished:
+            return
+        if self.stepping.acquire(blocking=False):
+            try:
+                self.compute.call(self.step)
+            finally:
+                self.stepping.release()
+        else:
+            with self.state:
+                if not ticket.finished:
+                    self.state.wait(timeout)
+
+    def choose(self) -> list[Flight]:
+        """The flights of the next step: interactive before background, first come first served, up to
+        max_rows rows (at least one flight)."""
+        flights = sorted(self.flights.values(), key=Flight.priority)
+        if flights and flights[0].priority()[0] == INTERACTIVE:
+            flights = [f for f in flights if f.priority()[0] == INTERACTIVE]
+        chosen, used = [], 0
+        for flight in flights:
+            size = rows(flight.key)
+            if chosen and used + size > self.max_rows:
+                break
+            chosen.append(flight)
+            used += size
+        return chosen
+
+    def step(self) -> None:
+        """One step of the chosen runs (on the compute thread); finished runs go to their tickets."""
+        with self.state:
+            chosen = self.choose()
+        if not chosen:
+            return
+        try:
+            for flight in chosen:
+                if flight.recording is None:
+                    flight.recording = Recording(self.models, flight.key, flight.batch)
+            stepping = [f.recording for f in chosen if not f.recording.done]
+            if stepping:
+                step_together(self.models, stepping)
+            done = [f for f in chosen if f.recording.done]
+            runs = finish(self.models, [f.recording for f in done]) if done else []
+        except Exception as error:                 # a real fault: its traceback, once, and every waiter told
+            log.exception("sampling failed")
+            with self.state:
+                for flight in chosen:
+                    self.flights.pop(flight.key, None)
+                    for ticket in flight.tickets:
+                        ticket.error = error
+                self.state.notify_all()
+            return
+        with self.state:
+            self.steps_run += 1
+            for flight, run in zip(done, runs):
+                self.flights.pop(flight.key, None)
+                self.on_finished(flight.key, run)
+                for ticket in flight.tickets:
+                    ticket.runs[flight.key] = run
+            self.state.notify_all()
