@@ -1,13 +1,7 @@
 """Shared fixtures: the analytic 2-D Gaussian mixture (exact oracle) and the shipped models (loaded once)."""
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -59,45 +53,7 @@ def models():
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def launch_app(env: dict | None = None, timeout: float = 120):
-    """`python app.py` on a free port; yields (url, process) once the port accepts connections."""
-    port = free_port()
-    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
-    log = tempfile.TemporaryFile("w+")                   # a file, not a pipe: a full pipe would block the app
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=full_env,
-                               stdout=log, stderr=subprocess.STDOUT, text=True)
-
-    def output() -> str:
-        log.seek(0)
-        return log.read()
-
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"app exited with {process.returncode}: {output()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"app did not start within {timeout} s") from None
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+from demo.loadtest import free_port, launch_app  # noqa: E402,F401 (the tests' server launcher)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import math
 import os
 import shutil
@@ -173,11 +172,6 @@ def test_load_cancellation_memory_and_no_outbound_connections(tmp_path):
         p50, p95 = statistics.median(latencies), float(np.percentile(latencies, 95))
         print(f"16 clients x 4 requests: wall {wall:.1f} s, p50 {p50:.2f} s, p95 {p95:.2f} s, "
               f"RSS {rss_mb(process.pid):.0f} MB")
-        (ROOT / "assets").mkdir(exist_ok=True)
-        (ROOT / "assets" / "load_test.json").write_text(json.dumps(
-            {"clients": 16, "requests_each": 4, "request": "class 6, w 2, 6 DDIM steps, 2 samples x 5 methods",
-             "wall_seconds": round(wall, 2), "p50_seconds": round(p50, 3), "p95_seconds": round(p95, 3),
-             "server_rss_mb": round(rss_mb(process.pid))}, indent=2) + "\n")
         assert rss_mb(process.pid) < 1500
 
         # a request cancelled mid-sampling leaves the server healthy

@@ -1,0 +1,146 @@
+"""A classroom against a real server: `python app.py` in a subprocess, N gradio_client clients pressing
+Generate at the same moment, each result checked against the same comparison made alone.
+
+Used by the bench (30 clients, numbers for the README) and by the test suite (fewer clients, equality and no
+errors only: timing goals live in the bench). Traffic goes to 127.0.0.1 only.
+"""
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import contextlib
+import io
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+DIGIT = re.compile(r'<img src="data:image/png;base64,([^"]+)"')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def launch_app(env: dict | None = None, timeout: float = 180, args: tuple[str, ...] = ()):
+    """`python app.py --port <free port>` (default host: loopback); yields (url, process) once the port accepts
+    connections; process.output() is what it printed so far."""
+    port = free_port()
+    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
+    log = tempfile.TemporaryFile("w+")                   # a file, not a pipe: a full pipe would block the app
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args],
+                               cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+    def output() -> str:
+        log.seek(0)
+        return log.read()
+
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"app exited with {process.returncode}: {output()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"app did not start within {timeout} s") from None
+                time.sleep(0.3)
+        process.output = output
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@dataclass(frozen=True)
+class Student:
+    """One client's comparison: every method at the same w (the API's "same w" mode)."""
+    label: int
+    seed: int
+    weight: float = 2.0
+    num_samples: int = 8
+    num_steps: int = 32
+
+    def args(self) -> list:
+        """The /compare endpoint's inputs, in app.py's order."""
+        from .guidance import METHODS
+        return [self.label, "same", self.weight, *[self.weight] * len(METHODS[1:]), self.num_steps, "ddim",
+                self.num_samples, self.seed, 0.0, 80.0, 0]
+
+
+def digits(comparison_html: str) -> np.ndarray:
+    """The digits of a comparison picture, (methods x samples, 28, 28) uint8, in reading order."""
+    return np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(d)))) for d in DIGIT.findall(comparison_html)])
+
+
+def alone(students: list[Student]) -> list[np.ndarray]:
+    """Each student's comparison made alone, in this process (a fresh cache each): the reference."""
+    from . import explorer as ex
+    from . import views
+    from .guidance import METHODS
+    from .pipeline import Models
+    models = Models.load()
+    pictures = []
+    for s in students:
+        base, weights = ex.parse_settings(s.label, "same", s.weight, [s.weight] * len(METHODS[1:]), s.num_steps,
+                                          "ddim", s.num_samples, s.seed, 0.0, 80.0)
+        results = ex.Explorer(models).compare(base, METHODS, weights)
+        pictures.append(digits(views.comparison_html(results.runs)))
+    return pictures
+
+
+def classroom(url: str, students: list[Student], folder: Path) -> dict:
+    """Every student submits at the same moment; latency per student, wall time, errors and the pictures."""
+    from gradio_client import Client
+    clients = [Client(url, verbose=False, download_files=str(folder / f"client{k}")) for k in range(len(students))]
+    start = threading.Barrier(len(students))
+    t0 = [0.0]
+
+    def one(k: int):
+        start.wait()
+        if k == 0:
+            t0[0] = time.perf_counter()
+        began = time.perf_counter()
+        try:
+            result = clients[k].predict(*students[k].args(), api_name="/compare")
+            return time.perf_counter() - began, digits(result[0]), None
+        except Exception as error:      # counted, not raised: the bench reports errors
+            return time.perf_counter() - began, None, f"{type(error).__name__}: {error}"[:200]
+
+    with concurrent.futures.ThreadPoolExecutor(len(students)) as pool:
+        answers = list(pool.map(one, range(len(students)), timeout=1800))
+    wall = max(t for t, _, _ in answers)
+    latencies = sorted(t for t, _, _ in answers)
+    return {"clients": len(students), "wall_seconds": wall, "latencies": latencies,
+            "p50_seconds": statistics.median(latencies), "p95_seconds": float(np.percentile(latencies, 95)),
+            "max_seconds": latencies[-1], "errors": [e for _, _, e in answers if e],
+            "pictures": [p for _, p, _ in answers]}
+
+
+def compare_pictures(got: list[np.ndarray | None], want: list[np.ndarray]) -> dict:
+    """How the served pictures differ from the ones made alone (float rounding of a larger batch can move a
+    pixel by one grey level; anything more is a bug)."""
+    diffs = [np.abs(g.astype(int) - w.astype(int)) for g, w in zip(got, want) if g is not None and g.shape == w.shape]
+    return {"compared": len(diffs), "of": len(want),
+            "identical_fraction": float(np.mean([(d == 0).mean() for d in diffs])) if diffs else 0.0,
+            "max_grey_levels": int(max(d.max() for d in diffs)) if diffs else -1}
