@@ -12,6 +12,9 @@ Sections:
   peer         the same denoiser driven by diffusers' DDIMScheduler loop (same steps, batch, guidance)
   tried        inference_mode, channels_last, 1 vs 2 threads: measured, kept only where they pay off
   startup      `app.py` in a fresh process: imports, weight loading, UI build, server ready, resident memory
+  classroom    30 gradio_client students press Generate at once against a real server: latency p50/p95/max,
+               throughput, fraction of the FLOP floor, one request's time split, equality with each made alone
+               (`--classroom N` sets the class size, 0 skips it; `--only-classroom` runs only this section)
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from . import loadtest
 from .benchmarks import comparison_rows, device_name, interleaved, matmul_peak, method_rows, network_rows, \
     ratio, tried_rows
 from .config import IMAGE_SHAPE, NULL_LABEL, SamplerConfig
@@ -150,6 +154,22 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+def classroom_section(args, peak: float | None = None) -> dict:
+    c = loadtest.report(args.classroom or 30, args.samples, args.steps, 2.0, peak)
+    r = c["one_request"]
+    print(f"classroom: {c['clients']} students press Generate at once ({c['students']}):")
+    print(f"  latency p50 {c['p50_seconds']:.1f} s, p95 {c['p95_seconds']:.1f} s, max {c['max_seconds']:.1f} s; "
+          f"{len(c['errors'])} errors; throughput {c['throughput_per_second']:.2f} comparisons/s")
+    print(f"  FLOP floor {c['flop_floor_seconds']:.1f} s at the measured peak: the class took "
+          f"{c['fraction_of_flop_floor']:.0%} of the best possible")
+    print(f"  one request: sampling {r['sampling_seconds']:.2f} s, rendering {r['rendering_seconds']:.3f} s, "
+          f"Gradio {r['gradio_seconds']:.3f} s (cached round trip {r['cached_round_trip_seconds']:.3f} s)")
+    e = c["equality"]
+    print(f"  equality with each made alone: {e['compared']}/{e['of']} compared, "
+          f"{e['identical_fraction']:.2%} of pixels identical, max difference {e['max_grey_levels']} grey level(s)")
+    return c
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -159,7 +179,16 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="3 repeats, no start-up measurement")
     parser.add_argument("--out", type=Path, default=ASSETS / "bench.json")
+    parser.add_argument("--classroom", type=int, default=30, help="students at once (0: skip the section)")
+    parser.add_argument("--only-classroom", action="store_true", help="run only the classroom section "
+                        "(other sections of --out are kept)")
     args = parser.parse_args()
+    if args.only_classroom:
+        report = json.loads(args.out.read_text()) if args.out.exists() else {}
+        report["classroom"] = classroom_section(args)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwritten: {args.out}")
+        return
     repeats = 3 if args.quick else args.repeats
     device = torch.device(args.device)
     models = Models.load(device=device)
@@ -210,6 +239,8 @@ def main() -> None:
         report["startup"] = s = startup(3)
         print("start-up of app.py in a fresh process (median of 3):")
         print("  " + ("\n  ".join(f"{k:32s} {v:.2f}" for k, v in s.items()) if "error" not in s else s["error"]))
+    if args.classroom and device.type == "cpu":
+        report["classroom"] = classroom_section(args, peak)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten: {args.out}")

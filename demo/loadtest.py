@@ -144,3 +144,56 @@ def compare_pictures(got: list[np.ndarray | None], want: list[np.ndarray]) -> di
     return {"compared": len(diffs), "of": len(want),
             "identical_fraction": float(np.mean([(d == 0).mean() for d in diffs])) if diffs else 0.0,
             "max_grey_levels": int(max(d.max() for d in diffs)) if diffs else -1}
+
+
+def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight: float = 2.0,
+           peak_gflops: float | None = None, folder: Path | None = None) -> dict:
+    """The bench's classroom section: `clients` students (class k mod 10, seed k) at once against a fresh
+    server; latency percentiles, throughput, the fraction of the FLOP floor, split of one request's time, and
+    equality with the same comparison made alone."""
+    import torch
+
+    from . import explorer as ex
+    from . import views
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .benchmarks import matmul_peak
+    from .guidance import METHODS
+    from .pipeline import Models
+    students = [Student(k % 10, k, weight, num_samples, num_steps) for k in range(clients)]
+    models = Models.load()
+    peak = peak_gflops or matmul_peak(torch.device("cpu"), 5)
+    base, weights = ex.parse_settings(0, "same", weight, [weight] * len(METHODS[1:]), num_steps, "ddim",
+                                      num_samples, 0, 0.0, 80.0)
+    with FlopCounterMode(display=False) as counter:   # every FLOP one comparison costs, counted by torch
+        ex.Explorer(models).compare(base, METHODS, weights)
+    per_student = counter.get_total_flops()
+    floor = clients * per_student / (peak * 1e9)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = folder or Path(tmp)
+        with launch_app() as (url, process):
+            from gradio_client import Client
+            probe = Client(url, verbose=False, download_files=str(folder / "probe"))
+            probe.predict(*Student(9, 10_000, weight, num_samples, num_steps).args(), api_name="/compare")  # warm
+            served = classroom(url, students, folder)
+            cached = []                                   # a cached request: rendering + Gradio, no sampling
+            for _ in range(5):
+                began = time.perf_counter()
+                probe.predict(*students[0].args(), api_name="/compare")
+                cached.append(time.perf_counter() - began)
+    explorer = ex.Explorer(models)
+    began = time.perf_counter()
+    results = explorer.compare(base, METHODS, weights)
+    sampling = time.perf_counter() - began
+    began = time.perf_counter()
+    views.comparison_html(results.runs), views.summary(results), views.comparison_grid(results)
+    rendering = time.perf_counter() - began
+    match = compare_pictures(served.pop("pictures"), alone(students))
+    served.pop("latencies")
+    round_trip = statistics.median(cached)
+    return {**served, "students": f"class k mod 10, seed k, {num_samples} samples x {num_steps} DDIM steps, "
+                                  f"w = {weight:g}, 5 methods", "throughput_per_second": clients / served["wall_seconds"],
+            "flop_floor_seconds": floor, "fraction_of_flop_floor": floor / served["wall_seconds"],
+            "one_request": {"sampling_seconds": sampling, "rendering_seconds": rendering,
+                            "gradio_seconds": max(0.0, round_trip - rendering), "cached_round_trip_seconds": round_trip},
+            "equality": match}
