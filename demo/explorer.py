@@ -19,6 +19,7 @@ from .validation import RequestError, shown
 SWEEP_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 LADDER = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)   # sampled ahead: instant w
 CACHE_BYTES = 400 * 2**20  # finished runs kept (a run of 8 samples x 32 steps with its trajectory: ~0.5 MB)
+BUDGET = 8.0               # what one request may cost, in default comparisons (operator setting: --budget)
 
 
 def blank(value) -> bool:
@@ -75,12 +76,31 @@ def comparison_requests(base: Request, methods: Sequence[str] = METHODS,
     return [replace(base, method=m, weight=(weights or {}).get(m, base.weight)) for m in methods]
 
 
+def cost(requests: Sequence[Request]) -> int:
+    """Denoiser rows x steps of these runs (identical runs counted once): what they cost to sample."""
+    return sum(r.nfe * r.num_samples for r in dict.fromkeys(cache_key(r) for r in requests))
+
+
+REFERENCE_COST = cost(comparison_requests(Request(label=0, weight=1.0, num_samples=8), METHODS))  # the default
+                                                                       # comparison: 8 samples x 32 steps
+
+
+def check_budget(requests: Sequence[Request], budget: float, what: str) -> None:
+    """RequestError, before anything is sampled, if the runs cost more than `budget` default comparisons."""
+    times = cost(requests) / REFERENCE_COST
+    if times > budget:
+        raise RequestError(f"This {what} would cost {times:.1f}x a default comparison; this server allows "
+                           f"{budget:g}x per request. Use fewer samples or steps (an operator can raise the "
+                           f"limit with --budget).")
+
+
 class Explorer:
     """The models plus a thread-safe LRU cache of finished runs, bounded in bytes (changing only w reuses
     unguided; the w ladder makes moving w instant)."""
 
-    def __init__(self, models: Models, cache_bytes: int = CACHE_BYTES, max_rows: int = MAX_ROWS):
-        self.models = models
+    def __init__(self, models: Models, cache_bytes: int = CACHE_BYTES, max_rows: int = MAX_ROWS,
+                 budget: float = BUDGET):
+        self.models, self.budget = models, budget
         self.scheduler = Scheduler(models, self.store, max_rows=max_rows)
         self.cache: OrderedDict[Request, MethodRun] = OrderedDict()
         self.cache_bytes, self.cached_bytes = cache_bytes, 0
@@ -133,6 +153,8 @@ class Explorer:
 
     def _results(self, base: Request, keys: list, requests: list[Request], background: bool = False
                  ) -> Progress[Results]:
+        if not background:             # the w ladder is the server's own work: app.py sizes it
+            check_budget(requests, self.budget, "comparison" if isinstance(keys[0], str) else "sweep")
         runs, fresh = yield from self.runs_live(requests, background)
         return Results(base, dict(zip(keys, runs)), fresh)
 

@@ -157,7 +157,7 @@ def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight:
     from . import views
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .benchmarks import matmul_peak
+    from .benchmarks import flops_per_sample, matmul_peak
     from .guidance import METHODS
     from .pipeline import Models
     students = [Student(k % 10, k, weight, num_samples, num_steps) for k in range(clients)]
@@ -165,9 +165,13 @@ def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight:
     peak = peak_gflops or matmul_peak(torch.device("cpu"), 5)
     base, weights = ex.parse_settings(0, "same", weight, [weight] * len(METHODS[1:]), num_steps, "ddim",
                                       num_samples, 0, 0.0, 80.0)
-    with FlopCounterMode(display=False) as counter:   # every FLOP one comparison costs, counted by torch
-        ex.Explorer(models).compare(base, METHODS, weights)
-    per_student = counter.get_total_flops()
+    requests = ex.comparison_requests(base, METHODS, weights)
+    with FlopCounterMode(display=False) as counter:   # one comparison's FLOPs, counted by torch (in this thread:
+        ex.run_methods(models, [r for r in requests if r.method != "classifier"])   # modes are thread-local)
+    gradient = [r for r in requests if r.method == "classifier"]   # autograd.grad cannot run under the counter:
+    per_student = counter.get_total_flops() + sum(                 # forward D + classifier, backward ~2x forward
+        r.num_samples * r.sampler.num_steps * (flops_per_sample(models.net) + 3 * flops_per_sample(
+            models.classifier, classifier=True)) for r in gradient)
     floor = clients * per_student / (peak * 1e9)
     with tempfile.TemporaryDirectory() as tmp:
         folder = folder or Path(tmp)

@@ -103,14 +103,22 @@ def toy_live(request: ToyRequest) -> Progress[ToyResult]:
 class ToyLab:
     """The 2-D lab's runs, with a small thread-safe LRU cache of results."""
 
-    def __init__(self, cache_size: int = CACHE_SIZE):
+    def __init__(self, cache_size: int = CACHE_SIZE, budget: float = 8.0):
         self.cache: OrderedDict[ToyRequest, ToyResult] = OrderedDict()
-        self.cache_size, self.lock = cache_size, threading.Lock()
+        self.cache_size, self.lock, self.budget = cache_size, threading.Lock(), budget
+
+    def check_budget(self, request: ToyRequest) -> None:
+        """RequestError if the run costs more than `budget` default 2-D runs (500 points x 100 steps)."""
+        times = request.num_samples * request.num_steps * len(request.methods) / (500 * 100 * len(METHODS))
+        if times > self.budget:
+            raise RequestError(f"This 2-D run would cost {times:.1f}x the default one; this server allows "
+                               f"{self.budget:g}x per request. Use fewer points or steps.")
 
     def run_live(self, request: ToyRequest) -> Live[ToyResult]:
         return Live(self._run(request))
 
     def _run(self, request: ToyRequest) -> Progress[ToyResult]:
+        self.check_budget(request)
         with self.lock:
             if request in self.cache:
                 self.cache.move_to_end(request)

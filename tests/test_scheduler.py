@@ -106,3 +106,23 @@ def test_a_fault_reaches_every_waiter_and_the_scheduler_goes_on(models, monkeypa
         explorer.compare(BASE, ["cfg"])
     monkeypatch.undo()
     assert explorer.compare(BASE, ["cfg"]).runs["cfg"].samples.shape == (3, 1, 28, 28)
+
+
+def test_a_request_over_the_budget_is_refused_at_once_with_what_to_reduce(models):
+    import time
+
+    from demo import toy_lab
+    from demo.validation import RequestError
+    explorer = ex.Explorer(models, budget=8)
+    huge = Request(label=3, num_samples=64, sampler=SamplerConfig(num_steps=1000))
+    began = time.perf_counter()
+    with pytest.raises(RequestError, match=r"would cost \d+\.\dx a default comparison.*allows 8x.*fewer samples"):
+        explorer.compare(huge)
+    with pytest.raises(RequestError, match="sweep would cost"):
+        explorer.sweep_live(replace(huge, num_samples=16, sampler=SamplerConfig(num_steps=100))).run()
+    with pytest.raises(RequestError, match="2-D run would cost"):
+        toy_lab.ToyLab(budget=8).run_live(toy_lab.parse_toy("three classes, overlapping", 0, 2.0, 1000, 5000, 0)).run()
+    assert time.perf_counter() - began < 1 and not explorer.scheduler.flights
+    assert ex.cost(ex.comparison_requests(Request(label=0, weight=1.0))) == ex.REFERENCE_COST
+    explorer.compare(replace(huge, num_samples=2, sampler=SamplerConfig(num_steps=8)))      # a small one runs
+    assert ex.Explorer(models, budget=1000).budget == 1000
