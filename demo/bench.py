@@ -164,6 +164,11 @@ def classroom_section(args, peak: float | None = None) -> dict:
           f"{c['fraction_of_flop_floor']:.0%} of the best possible")
     print(f"  one request: sampling {r['sampling_seconds']:.2f} s, rendering {r['rendering_seconds']:.3f} s, "
           f"Gradio {r['gradio_seconds']:.3f} s (cached round trip {r['cached_round_trip_seconds']:.3f} s)")
+    v = c["view"]
+    if "error" not in v:
+        print(f"  one visitor alone, in chromium at 1024x768: first result {v['first_result_seconds']:.2f} s after "
+              f"opening the page; w ladder filled {v['ladder_fill_seconds']:.1f} s later; a w change on the "
+              f"ladder {1e3 * v['w_change_seconds']:.0f} ms (median, browser to picture)")
     e = c["equality"]
     print(f"  equality with each made alone: {e['compared']}/{e['of']} compared, "
           f"{e['identical_fraction']:.2%} of pixels identical, max difference {e['max_grey_levels']} grey level(s)")

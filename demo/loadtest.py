@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")     # gradio_client would report usage to the hub
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 DIGIT = re.compile(r'<img src="data:image/png;base64,([^"]+)"')
 
@@ -137,6 +139,36 @@ def classroom(url: str, students: list[Student], folder: Path) -> dict:
             "pictures": [p for _, p, _ in answers]}
 
 
+def view_latency(url: str, ladder_values: tuple[str, ...] = ("1.5", "0.5", "2", "1", "2.5")) -> dict:
+    """What a visitor sees, in Debian's chromium at 1024x768: seconds from opening the page to a finished
+    comparison, then until the w ladder is ready, then for each w change on the ladder until the picture shows
+    it (the whole round trip: browser, Gradio, cache, rendering)."""
+    from playwright.sync_api import sync_playwright
+
+    from .screenshots import CHROMIUM_ARGS, chromium
+    if chromium() is None:
+        return {"error": "Debian's chromium is not installed"}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        began = time.perf_counter()
+        page.goto(url, wait_until="domcontentloaded")
+        page.locator("#comparison .gl-cell img").first.wait_for(timeout=120_000)
+        first = time.perf_counter() - began
+        page.locator("#ladder-status").get_by_text("ready").wait_for(timeout=600_000)
+        ladder = time.perf_counter() - began - first
+        box, changes = page.locator("#weight-cfg input[type=number]"), []
+        for w in ladder_values:
+            began = time.perf_counter()
+            box.fill(w)
+            box.press("Enter")
+            page.locator(f'#comparison .gl-label:has-text("w = {w} ·")').first.wait_for(timeout=60_000)
+            changes.append(time.perf_counter() - began)
+        browser.close()
+    return {"first_result_seconds": first, "ladder_fill_seconds": ladder,
+            "w_change_seconds": statistics.median(changes), "w_changes": changes}
+
+
 def compare_pictures(got: list[np.ndarray | None], want: list[np.ndarray]) -> dict:
     """How the served pictures differ from the ones made alone (float rounding of a larger batch can move a
     pixel by one grey level; anything more is a bug)."""
@@ -178,6 +210,7 @@ def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight:
         with launch_app() as (url, process):
             from gradio_client import Client
             probe = Client(url, verbose=False, download_files=str(folder / "probe"))
+            view = view_latency(url)                      # one visitor on a quiet server
             probe.predict(*Student(9, 10_000, weight, num_samples, num_steps).args(), api_name="/compare")  # warm
             served = classroom(url, students, folder)
             cached = []                                   # a cached request: rendering + Gradio, no sampling
@@ -200,4 +233,4 @@ def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight:
             "flop_floor_seconds": floor, "fraction_of_flop_floor": floor / served["wall_seconds"],
             "one_request": {"sampling_seconds": sampling, "rendering_seconds": rendering,
                             "gradio_seconds": max(0.0, round_trip - rendering), "cached_round_trip_seconds": round_trip},
-            "equality": match}
+            "equality": match, "view": view}
