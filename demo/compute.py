@@ -5,6 +5,14 @@ more OpenMP threads exist than cores (a second team: the main thread loaded the 
 samples), libgomp stops spin-waiting and every parallel region pays a futex wake-up (the README's Speed
 section has the measurement). Running all torch work on this one long-lived thread keeps a single team, and
 it is the one place that serialises the CPU-bound work: handlers interleave step by step on it.
+
+ZeroGPU (Hugging Face Spaces): torch work must run inside functions decorated with `spaces.GPU`, and such a
+function runs in a forked worker process that receives its arguments and returns its results by pickling.
+So the unit of work handed to the GPU cannot be this thread's unit (one step of a handler's generator: not
+picklable, and the fork has no compute thread to run it). Instead demo/server.py installs
+`use_device_call(spaces.GPU)`: each wrapped handler then runs as one decorated call (widget values in,
+displayable values out, both picklable) in the caller's thread, and `call` runs torch work directly. Nothing
+is lost: the OpenMP reason above is about CPU kernels, and ZeroGPU serialises GPU work per worker itself.
 """
 from __future__ import annotations
 
@@ -27,10 +35,25 @@ class ComputeThread:
         self.thread = self.executor.submit(threading.current_thread).result()
         self.interactive = 0                        # interactive jobs running now
         self.quiet = threading.Condition()
+        self.handlers: list = []                    # every handler wrapped here (for use_device_call)
+        self.device_call = None                     # ZeroGPU: spaces.GPU (see the module docstring)
+        self.device_handlers: dict = {}             # handler -> device_call(handler)
+
+    def use_device_call(self, decorate) -> None:
+        """Run each wrapped handler as one `decorate(handler)` call in the caller's thread, and torch work
+        where it is asked for (no compute thread). Decorates every handler now: ZeroGPU wants that before
+        the server starts."""
+        self.device_call = decorate
+        self.device_handlers = {fn: decorate(fn) for fn in self.handlers}
+
+    def _on_device(self, fn):
+        if fn not in self.device_handlers:
+            self.device_handlers[fn] = self.device_call(fn)
+        return self.device_handlers[fn]
 
     def call(self, fn, *args, **kwargs):
         """fn(*args, **kwargs) on the compute thread (with the caller's context variables); re-entrant."""
-        if threading.current_thread() is self.thread:
+        if threading.current_thread() is self.thread or self.device_call is not None:
             return fn(*args, **kwargs)
         context = contextvars.copy_context()        # Gradio's progress tracking lives in context variables
         return self.executor.submit(context.run, fn, *args, **kwargs).result()
@@ -57,9 +80,12 @@ class ComputeThread:
         `waiting` every `poll` seconds meanwhile (so the caller can still cancel it)."""
         if fn is None:
             return functools.partial(self.wrap, background=background, waiting=waiting, poll=poll)
+        self.handlers.append(fn)
         if inspect.isgeneratorfunction(fn):
             @functools.wraps(fn)
             def generator(*args, **kwargs):
+                if self.device_call is not None:
+                    return (yield from self._on_device(fn)(*args, **kwargs))
                 steps = self.call(fn, *args, **kwargs)          # creating a generator runs nothing yet
                 with contextlib.nullcontext() if background else self.interactive_job():
                     try:
@@ -76,6 +102,8 @@ class ComputeThread:
 
         @functools.wraps(fn)
         def function(*args, **kwargs):
+            if self.device_call is not None:
+                return self._on_device(fn)(*args, **kwargs)
             with self.interactive_job():
                 return self.call(fn, *args, **kwargs)
         return function
