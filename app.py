@@ -1,6 +1,7 @@
 """Guidance Lab: compare guidance methods side by side, same seed. Layout and wiring only; logic is in demo/.
 
-    python app.py [--host 127.0.0.1] [--port 7860] [--device cpu|cuda]     (env: GUIDANCE_LAB_HOST / _PORT)
+    python app.py [--host 127.0.0.1] [--port 7860] [--device auto|cpu|cuda] [--weights hf://owner/repo]
+                  [--max-queue 64] [--max-output-mb 200]         (settings and environment: demo/server.py)
 """
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import argparse  # noqa: E402
 import random  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -18,21 +18,19 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from demo import explorer as ex  # noqa: E402
-from demo import files, measured, toy_lab, views  # noqa: E402
-from demo.checkpoints import WEIGHTS_DIR  # noqa: E402
-from demo.compute import COMPUTE, on_compute_thread  # noqa: E402
+from demo import files, measured, server, toy_lab, views  # noqa: E402
+from demo.compute import on_compute_thread  # noqa: E402
 from demo.config import LIMITS, NUM_CLASSES  # noqa: E402
 from demo.guidance import GUIDANCE, METHODS  # noqa: E402
-from demo.pipeline import Models, RequestError  # noqa: E402
+from demo.pipeline import RequestError  # noqa: E402
 from demo.text import CONVENTION, EXPLANATION, HEADER, SWEEP_INTRO, TOY_INTRO  # noqa: E402
 from demo.toy import PRESETS as TOY_PRESETS  # noqa: E402
 
-try:                                    # Hugging Face ZeroGPU; a no-op decorator everywhere else
-    import spaces
-    gpu = spaces.GPU
-except ImportError:
-    def gpu(fn):
-        return fn
+
+def gpu(fn):
+    """No-op: on ZeroGPU, demo/server.py runs every @on_compute_thread handler as one spaces.GPU call."""
+    return fn
+
 
 ROOT = Path(__file__).resolve().parent
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
@@ -344,29 +342,22 @@ def build() -> gr.Blocks:
     return blocks
 
 
+def attach(explorer: ex.Explorer, out_dir: Path) -> None:
+    """The loaded models and this run's private output folder, for the handlers (demo/server.py calls it)."""
+    global EXPLORER, OUT_DIR
+    EXPLORER, OUT_DIR = explorer, out_dir
+
+
 def main() -> None:
-    global EXPLORER
-    parser = argparse.ArgumentParser(description="Guidance Lab")
-    parser.add_argument("--host", default=os.environ.get("GUIDANCE_LAB_HOST", "127.0.0.1"),
-                        help="bind address; 0.0.0.0 to serve a classroom LAN")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GUIDANCE_LAB_PORT", "7860")))
-    parser.add_argument("--device", default=os.environ.get("GUIDANCE_LAB_DEVICE", "cpu"))
-    args = parser.parse_args()
-    folder = Path(os.environ.get("GUIDANCE_LAB_WEIGHTS", str(WEIGHTS_DIR)))   # operator setting, never a request
-    try:
-        EXPLORER = ex.Explorer(COMPUTE.call(Models.load, folder, device=args.device))   # see demo/compute.py
-        COMPUTE.call(prepare, EXPLORER)
-    except Exception as error:  # a clear start-up message, not a traceback
-        raise SystemExit(f"Guidance Lab cannot start: {error}") from None
-    serve(args.host, args.port)
+    """Settings, checks, weights, device and the start-up block: demo/server.py."""
+    server.main(server.AppParts(serve=serve, prepare=prepare, attach=attach))
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> gr.Blocks:
+def serve(host: str = "127.0.0.1", port: int = 7860, block: bool = True, max_queue: int = server.MAX_QUEUE
+          ) -> gr.Blocks:
     """Build the UI and start the server (returns once it accepts connections if block is False)."""
-    blocks = build().queue(max_size=32, default_concurrency_limit=1)
-    blocks.launch(server_name=host, server_port=port, show_error=False, theme=gr.themes.Soft(), css=CSS,
-                  footer_links=["gradio"], prevent_thread_lock=not block)
-    return blocks
+    return server.launch(build(), host, port, block=block, max_queue=max_queue, theme=gr.themes.Soft(), css=CSS,
+                         footer_links=["gradio"])
 
 
 CSS = (ROOT / "assets" / "style.css").read_text()

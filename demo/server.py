@@ -1,0 +1,314 @@
+"""Start-up of `python app.py`: settings, fail-fast checks, weights and device, the guarded server, one
+start-up block, and a clean exit. app.py keeps the layout and wiring and hands them over as AppParts.
+
+Settings, highest first: command-line flags; GUIDANCE_LAB_HOST / _PORT / _DEVICE / _WEIGHTS / _MAX_QUEUE /
+_MAX_OUTPUT_MB; Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (what Hugging Face Spaces set); defaults:
+127.0.0.1:7860, or 0.0.0.0 on a Space (SPACE_ID set), whose proxy cannot reach 127.0.0.1.
+
+Every start-up fault is one line on stderr and exit status 1; the address is checked before the weights load.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import errno
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import files, hub
+from .checkpoints import WEIGHTS_DIR, CheckpointError, verify_folder
+from .compute import COMPUTE
+from .guard import MAX_BODY, RequestGuard, one_line, quiet_user_errors, setup_log
+
+MAX_QUEUE = 64
+OUTPUT_PREFIX = "guidance_lab-"
+
+
+class StartupError(RuntimeError):
+    """A setting or the machine stops the app from starting; the message is one line and says what to do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    device: str = "auto"                # auto: cuda when available (or ZeroGPU), else cpu
+    weights: str = ""                   # '' = weights/; a folder; or hf://owner/repo[@revision]
+    max_queue: int = MAX_QUEUE          # requests waiting at most; more are refused with "queue full"
+    max_output_mb: int = 200            # the output folder's size limit (least recently used files go)
+    space_id: str | None = None         # Hugging Face Spaces sets SPACE_ID=owner/name
+
+
+@dataclass(frozen=True)
+class AppParts:
+    """What app.py hands over: serve(host, port, block, max_queue) -> Blocks, prepare(explorer) warms the cache,
+    attach(explorer, output_folder) installs both for the handlers."""
+    serve: Callable
+    prepare: Callable
+    attach: Callable
+
+
+# ---- settings -------------------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):                          # one line, not usage + message
+        raise StartupError(message)
+
+
+def parse_settings(argv: list[str] | None, environ) -> Settings:
+    parser = _Parser(prog="python app.py", description="Guidance Lab: diffusion guidance methods side by side.")
+    parser.add_argument("--host", help="address to listen on; 0.0.0.0 serves a classroom LAN")
+    parser.add_argument("--port", help="port (default 7860)")
+    parser.add_argument("--device", help="auto (default), cpu or cuda")
+    parser.add_argument("--weights", help="weights folder or hf://owner/repo[@revision] (default: weights/)")
+    parser.add_argument("--max-queue", help=f"requests that may wait (default {MAX_QUEUE})")
+    parser.add_argument("--max-output-mb", help="size limit of the output folder in MB (default 200)")
+    args = parser.parse_args(argv)
+
+    def pick(flag: str, value, *names: str) -> tuple[str | None, str]:
+        if value is not None:
+            return value, flag
+        for name in names:
+            if environ.get(name, "").strip():
+                return environ[name].strip(), name
+        return None, flag
+
+    space_id = environ.get("SPACE_ID", "").strip() or None
+    host, source = pick("--host", args.host, "GUIDANCE_LAB_HOST", "GRADIO_SERVER_NAME")
+    if host is not None and (not host.strip() or any(c in host for c in " /\\@")):
+        raise StartupError(f"{source} must be an address such as 127.0.0.1 or 0.0.0.0, got {host!r}")
+    return Settings(
+        host=host or ("0.0.0.0" if space_id else Settings.host),
+        port=_whole(*pick("--port", args.port, "GUIDANCE_LAB_PORT", "GRADIO_SERVER_PORT"), Settings.port, 1, 65535),
+        device=(pick("--device", args.device, "GUIDANCE_LAB_DEVICE")[0] or "auto").lower(),
+        weights=pick("--weights", args.weights, "GUIDANCE_LAB_WEIGHTS")[0] or "",
+        max_queue=_whole(*pick("--max-queue", args.max_queue, "GUIDANCE_LAB_MAX_QUEUE"), MAX_QUEUE, 1, 10_000),
+        max_output_mb=_whole(*pick("--max-output-mb", args.max_output_mb, "GUIDANCE_LAB_MAX_OUTPUT_MB"),
+                             Settings.max_output_mb, 1, 1_000_000),
+        space_id=space_id)
+
+
+def _whole(text: str | None, source: str, default: int, lo: int, hi: int) -> int:
+    if text is None:
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise StartupError(f"{source} must be a whole number from {lo} to {hi}, got {one_line(text, 40)!r}") from None
+    if not lo <= value <= hi:
+        raise StartupError(f"{source} must be a whole number from {lo} to {hi}, got {value}")
+    return value
+
+
+# ---- the machine: address, output folder, device --------------------------------------------------------------
+
+def check_address(host: str, port: int) -> None:
+    """Bind a test socket (as the server will) so that a taken port fails now, not after the weights load."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise StartupError(f"cannot listen on {host!r}: not an address of this machine ({error.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise StartupError(f"port {port} is already in use on {host} (another Guidance Lab?); "
+                                   f"choose another with --port or GUIDANCE_LAB_PORT") from None
+            if error.errno == errno.EACCES:
+                raise StartupError(f"no permission to listen on port {port} (ports below 1024 need privileges); "
+                                   f"choose a port from 1024 with --port") from None
+            raise StartupError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+def make_output_folder(environ) -> Path:
+    """A private folder (mode 700) for this run's files, in $TMPDIR (strictly: no silent fallback)."""
+    parent = environ.get("TMPDIR") or tempfile.gettempdir()
+    try:
+        return Path(tempfile.mkdtemp(prefix=OUTPUT_PREFIX, dir=parent))
+    except FileNotFoundError:
+        problem = "does not exist"
+    except NotADirectoryError:
+        problem = "is a file, not a folder"
+    except OSError as error:
+        problem = f"is not writable ({error.strerror})"
+    raise StartupError(f"the temp folder {parent} {problem}; set TMPDIR to a writable folder")
+
+
+def zerogpu(environ):
+    """The `spaces` module on a ZeroGPU Space, else None. Every Gradio Space has `spaces` installed, so
+    SPACES_ZERO_GPU (set by ZeroGPU, and what spaces.GPU itself checks) tells ZeroGPU from CPU hardware."""
+    if not environ.get("SPACE_ID") or environ.get("SPACES_ZERO_GPU", "").lower() not in ("1", "t", "true"):
+        return None
+    try:
+        import spaces
+    except ImportError:
+        return None
+    return spaces
+
+
+def resolve_device(requested: str, on_zerogpu: bool, cuda_available: Callable[[], bool] = torch.cuda.is_available
+                   ) -> str:
+    if requested == "auto":
+        return "cuda" if on_zerogpu or cuda_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise StartupError(f"unknown device {requested!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not (on_zerogpu or cuda_available()):
+        raise StartupError(f"device {requested} asked for, but torch {torch.__version__} sees no CUDA GPU; "
+                           f"use --device auto or cpu")
+    return requested
+
+
+def describe_device(device: str, on_zerogpu: bool) -> str:
+    if on_zerogpu:
+        return "cuda (ZeroGPU: a GPU is attached for each request)"
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    threads = torch.get_num_threads()
+    return f"{device} ({threads} thread{'' if threads == 1 else 's'})"
+
+
+# ---- addresses to print -----------------------------------------------------------------------------------------
+
+SIOCGIFADDR = 0x8915                                   # Linux ioctl: an interface's IPv4 address
+
+
+def lan_addresses() -> list[str]:
+    """IPv4 addresses of this machine's non-loopback interfaces, asked of the kernel (no DNS, nothing sent)."""
+    try:
+        import fcntl
+        names = [name for _, name in socket.if_nameindex()]
+    except (ImportError, OSError):
+        return []
+    found = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for name in names:
+            try:
+                reply = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+            except OSError:                            # no IPv4 address on this interface
+                continue
+            address = socket.inet_ntoa(reply[20:24])
+            if not ipaddress.ip_address(address).is_loopback and address not in found:
+                found.append(address)
+    return found
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def space_url(space_id: str, environ) -> str | None:
+    if environ.get("SPACE_HOST"):
+        return f"https://{environ['SPACE_HOST']}"
+    owner, _, name = space_id.partition("/")
+    if not name:
+        return None
+    sub = f"{owner}-{name}".lower().replace("_", "-").replace(".", "-")
+    return f"https://{sub}.hf.space"
+
+
+def startup_block(settings: Settings, device: str, checked: list[str], weights: Path, output: Path,
+                  environ) -> str:
+    wildcard = settings.host in ("0.0.0.0", "::", "")
+    local = url("127.0.0.1" if settings.host in ("0.0.0.0", "") else "::1" if settings.host == "::"
+                else settings.host, settings.port)
+    lines = ["Guidance Lab is running.", f"  Local:   {local}"]
+    if settings.space_id:
+        lines.append(f"  Space:   {space_url(settings.space_id, environ) or settings.space_id}")
+    elif not is_loopback(settings.host):
+        lan = lan_addresses() if wildcard else [settings.host]
+        lines += [f"  LAN:     {url(address, settings.port)}   (students type this address)" for address in lan]
+        if not lan:
+            lines.append("  LAN:     no network interface with an IPv4 address was found")
+    lines += [f"  Device:  {device} · weights verified ({len(checked)} files, sha256, {weights})",
+              f"  Files:   {output} (at most {settings.max_output_mb} MB; deleted at exit)",
+              "  Stop with Ctrl+C."]
+    return "\n".join(lines)
+
+
+# ---- the server ---------------------------------------------------------------------------------------------------
+
+def launch(blocks, host: str, port: int, *, block: bool = True, max_queue: int = MAX_QUEUE, **options):
+    """Queue and launch `blocks` quietly behind RequestGuard, with user errors logged in one line."""
+    from starlette.middleware import Middleware
+    quiet_user_errors(blocks)
+    blocks.queue(max_size=max_queue, default_concurrency_limit=1)
+    blocks.launch(server_name=host, server_port=port, show_error=False, quiet=True, prevent_thread_lock=not block,
+                  max_file_size=MAX_BODY, app_kwargs={"middleware": [Middleware(RequestGuard, max_body=MAX_BODY)]},
+                  **options)
+    return blocks
+
+
+def start(parts: AppParts, argv: list[str] | None, environ) -> tuple:
+    """Everything up to a listening server; (blocks, output folder)."""
+    from .explorer import Explorer
+    from .pipeline import Models
+    settings = parse_settings(argv, environ)
+    check_address(settings.host, settings.port)                 # before anything slow
+    root = make_output_folder(environ)
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(root))        # Gradio serves our files from it without copies
+    output = root / "files"
+    output.mkdir()
+    files.set_bound(files.Bound(limit_bytes=settings.max_output_mb * 2**20))
+    spaces = zerogpu(environ)
+    device = resolve_device(settings.device, spaces is not None)
+    if spaces is not None:
+        COMPUTE.use_device_call(spaces.GPU)                     # see demo/compute.py
+    folder = hub.resolve(settings.weights, WEIGHTS_DIR)
+    checked = verify_folder(folder)
+    explorer = Explorer(COMPUTE.call(Models.load, folder, device=device))
+    parts.attach(explorer, output)
+    if spaces is None:                                          # ZeroGPU has no GPU before the first request
+        COMPUTE.call(parts.prepare, explorer)
+    blocks = parts.serve(settings.host, settings.port, block=False, max_queue=settings.max_queue)
+    print(startup_block(settings, describe_device(device, spaces is not None), checked, folder, output, environ),
+          flush=True)
+    return blocks, root
+
+
+def wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+def main(parts: AppParts, argv: list[str] | None = None) -> None:
+    setup_log()
+    try:
+        blocks, root = start(parts, argv, os.environ)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except (StartupError, CheckpointError, hub.HubError) as error:
+        raise SystemExit(f"Guidance Lab cannot start: {one_line(error, 10_000)}") from None
+    except Exception as error:                                  # unexpected, but still one line
+        raise SystemExit(f"Guidance Lab cannot start: {type(error).__name__}: {one_line(error, 10_000)}") from None
+    wait_for_signal()
+    blocks.close()
+    shutil.rmtree(root, ignore_errors=True)
+    print("Guidance Lab stopped.", flush=True)
