@@ -31,6 +31,7 @@ ROUTE = re.compile(r"^/+(?:gradio_api/+)?(file=|file/|proxy=|upload)(.*)$", re.S
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 NO_BODY = {"GET", "HEAD", "OPTIONS"}
 log = logging.getLogger("guidance_lab")
+log.setLevel(logging.INFO)
 
 
 def refusal(path: str) -> str | None:
@@ -113,7 +114,6 @@ def setup_log() -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         log.addHandler(handler)
-        log.setLevel(logging.INFO)
         log.propagate = False
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,10 +14,28 @@ from pathlib import Path
 import pytest
 import torch
 
+import network_guard
 from demo.toy import GaussianMixture, MixtureClassifier, three_class_mixture
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# No test reaches past loopback: the guard refuses (and logs) any other connection or name lookup, here and,
+# through sitecustomize.py on PYTHONPATH, in every Python subprocess the tests start.
+GUARD_DIR = Path(tempfile.mkdtemp(prefix="guidance_lab_guard-"))
+shutil.copy(Path(__file__).with_name("network_guard.py"), GUARD_DIR / "sitecustomize.py")
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(GUARD_DIR), os.environ.get("PYTHONPATH")) if p)
+os.environ["NETWORK_LOG"] = str(GUARD_DIR / "refused.log")
+network_guard.install()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    log = GUARD_DIR / "refused.log"
+    refused = log.read_text() if log.exists() else ""
+    shutil.rmtree(GUARD_DIR, ignore_errors=True)
+    if refused:
+        print(f"\nnetwork guard: outbound attempts were refused during the tests:\n{refused}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +78,17 @@ def models():
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def listening_addresses(port: int) -> set[str]:
+    """Local IPv4 addresses LISTENing on `port`, read from /proc/net/tcp."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        host, port_hex = local.split(":")
+        if int(port_hex, 16) == port and state == "0A":
+            found.add(".".join(str(int(host[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,17 +96,21 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def launch_app(env: dict | None = None, timeout: float = 120):
-    """`python app.py` on a free port; yields (url, process) once the port accepts connections."""
-    port = free_port()
+def launch_app(env: dict | None = None, timeout: float = 120, args: list[str] | None = None,
+               port: int | None = None):
+    """`python app.py [args]` (default args: --port on a free port); yields (url, process) once the port accepts
+    connections. process.log_text() is its output so far (stdout and stderr)."""
+    port = port or free_port()
+    args = ["--port", str(port)] if args is None else args
     full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     log = tempfile.TemporaryFile("w+")                   # a file, not a pipe: a full pipe would block the app
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=full_env,
+    process = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, env=full_env,
                                stdout=log, stderr=subprocess.STDOUT, text=True)
 
     def output() -> str:
         log.seek(0)
         return log.read()
+    process.log_text = output
 
     try:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,369 @@
+"""Hosting and server hardening (demo/server.py, demo/guard.py, demo/hub.py, demo/files.py): settings, start-up
+faults, ZeroGPU, refused requests, user errors in one log line, bounded output, hub weights, publishing."""
+from __future__ import annotations
+
+import errno
+import inspect
+import json
+import logging
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+import app
+from conftest import ROOT, free_port, launch_app, listening_addresses
+from demo import checkpoints, files, guard, hub, publish, server
+from demo import explorer as ex
+from demo.checkpoints import CheckpointError
+from demo.compute import COMPUTE
+from demo.server import Settings, StartupError, parse_settings
+from demo.validation import RequestError
+
+# ---- settings ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv,environ,expected", [
+    ([], {}, Settings()),
+    ([], {"SPACE_ID": "owner/lab"}, Settings(host="0.0.0.0", space_id="owner/lab")),
+    ([], {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7000"}, Settings(host="0.0.0.0", port=7000)),
+    ([], {"GRADIO_SERVER_NAME": "0.0.0.0", "GUIDANCE_LAB_HOST": "10.0.0.2", "GRADIO_SERVER_PORT": "7000",
+          "GUIDANCE_LAB_PORT": "7001"}, Settings(host="10.0.0.2", port=7001)),
+    (["--host", "127.0.0.1", "--port", "7002"], {"GUIDANCE_LAB_HOST": "0.0.0.0", "GUIDANCE_LAB_PORT": "7001",
+                                                 "GRADIO_SERVER_PORT": "7000", "SPACE_ID": "x"},
+     Settings(host="127.0.0.1", port=7002, space_id="x")),
+    (["--device", "CPU", "--max-queue", "5", "--max-output-mb", "10", "--weights", "hf://o/r@v1"], {},
+     Settings(device="cpu", max_queue=5, max_output_mb=10, weights="hf://o/r@v1")),
+    ([], {"GUIDANCE_LAB_DEVICE": "cuda", "GUIDANCE_LAB_MAX_QUEUE": "3", "GUIDANCE_LAB_WEIGHTS": "/w"},
+     Settings(device="cuda", max_queue=3, weights="/w")),
+])
+def test_settings_precedence_flags_then_ours_then_gradios_then_defaults(argv, environ, expected):
+    assert parse_settings(argv, environ) == expected
+
+
+def test_default_queue_is_64():
+    assert Settings().max_queue == 64 and parse_settings([], {}).max_queue == 64
+
+
+@pytest.mark.parametrize("argv,environ,message", [
+    ([], {"GUIDANCE_LAB_PORT": "abc"}, "GUIDANCE_LAB_PORT must be a whole number from 1 to 65535, got 'abc'"),
+    (["--port", "99999"], {}, "--port must be a whole number from 1 to 65535, got 99999"),
+    ([], {"GRADIO_SERVER_PORT": "0"}, "GRADIO_SERVER_PORT must be a whole number"),
+    (["--max-queue", "0"], {}, "--max-queue must be a whole number from 1"),
+    (["--host", "http://x"], {}, "--host must be an address"),
+    (["--bogus"], {}, "unrecognized arguments: --bogus"),
+])
+def test_bad_settings_are_one_clear_line(argv, environ, message):
+    with pytest.raises(StartupError, match=re.escape(message)) as error:
+        parse_settings(argv, environ)
+    assert "\n" not in str(error.value)
+
+
+def test_device_auto_and_explicit():
+    assert server.resolve_device("auto", False, lambda: False) == "cpu"
+    assert server.resolve_device("auto", False, lambda: True) == "cuda"
+    assert server.resolve_device("auto", True, lambda: False) == "cuda"          # ZeroGPU: cuda at start-up
+    assert server.resolve_device("cpu", False, lambda: True) == "cpu"
+    with pytest.raises(StartupError, match="sees no CUDA GPU; use --device auto or cpu"):
+        server.resolve_device("cuda", False, lambda: False)
+    with pytest.raises(StartupError, match="unknown device 'banana'"):
+        server.resolve_device("banana", False, lambda: False)
+
+
+def test_addresses_to_print(monkeypatch):
+    assert server.space_url("Owner/My_Lab.v2", {}) == "https://owner-my-lab-v2.hf.space"
+    assert server.space_url("owner/lab", {"SPACE_HOST": "owner-lab.hf.space"}) == "https://owner-lab.hf.space"
+    addresses = server.lan_addresses()                   # ioctl on the interfaces: the network guard sees nothing
+    assert all(re.fullmatch(r"\d+\.\d+\.\d+\.\d+", a) and not a.startswith("127.") for a in addresses)
+    monkeypatch.setattr(server, "lan_addresses", lambda: ["192.168.1.20", "10.0.0.5"])
+    block = lambda settings: server.startup_block(settings, "cpu (2 threads)", ["a", "b"], Path("weights"),  # noqa
+                                                  Path("/tmp/out"), {})
+    lan = block(Settings(host="0.0.0.0", port=8000))
+    assert "Local:   http://127.0.0.1:8000" in lan and "http://192.168.1.20:8000" in lan and "10.0.0.5:8000" in lan
+    assert "weights verified (2 files" in lan and "Device:  cpu" in lan and "share=True" not in lan
+    local = block(Settings())
+    assert "LAN" not in local and "Local:   http://127.0.0.1:7860" in local
+    space = block(Settings(host="0.0.0.0", space_id="owner/lab"))
+    assert "Space:   https://owner-lab.hf.space" in space and "LAN" not in space
+
+
+def test_a_taken_port_is_found_before_anything_loads():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(StartupError, match=f"port {port} is already in use"):
+            server.check_address("127.0.0.1", port)
+    server.check_address("127.0.0.1", port)              # free again
+
+
+def unwritable(tmp_path: Path) -> Path:
+    if os.geteuid() == 0:                                # root writes anywhere a mode allows: sysfs refuses
+        return Path("/sys")
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o555)
+    return folder
+
+
+def test_output_folder_is_private_and_temp_faults_are_clear(tmp_path):
+    folder = server.make_output_folder({"TMPDIR": str(tmp_path)})
+    assert folder.parent == tmp_path and folder.name.startswith("guidance_lab-")
+    assert folder.stat().st_mode & 0o777 == 0o700
+    (tmp_path / "file").write_text("x")
+    for parent, problem in [(tmp_path / "file", "is a file, not a folder"), (tmp_path / "nope", "does not exist"),
+                            (unwritable(tmp_path), "is not writable")]:
+        with pytest.raises(StartupError, match=problem):
+            server.make_output_folder({"TMPDIR": str(parent)})
+
+
+# ---- ZeroGPU -------------------------------------------------------------------------------------------------------
+
+def stub_spaces():
+    """A stand-in for Hugging Face's `spaces`: GPU(fn) records what it wraps and marks the time inside a call."""
+    spaces = types.ModuleType("spaces")
+    spaces.wrapped, spaces.calls, spaces.inside = [], [], 0
+
+    def GPU(fn):                                         # noqa: N802 (spaces' name)
+        spaces.wrapped.append(fn)
+        if inspect.isgeneratorfunction(fn):
+            def decorated(*args, **kwargs):
+                spaces.calls.append((fn.__name__, threading.current_thread()))
+                spaces.inside += 1
+                try:
+                    yield from fn(*args, **kwargs)
+                finally:
+                    spaces.inside -= 1
+        else:
+            def decorated(*args, **kwargs):
+                spaces.calls.append((fn.__name__, threading.current_thread()))
+                spaces.inside += 1
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    spaces.inside -= 1
+        return decorated
+    spaces.GPU = GPU
+    return spaces
+
+
+def test_zerogpu_is_detected_only_on_a_zerogpu_space(monkeypatch):
+    monkeypatch.setitem(sys.modules, "spaces", stub_spaces())
+    assert server.zerogpu({"SPACE_ID": "o/n", "SPACES_ZERO_GPU": "true"}) is sys.modules["spaces"]
+    assert server.zerogpu({"SPACE_ID": "o/n"}) is None                       # a CPU Space has `spaces` too
+    assert server.zerogpu({"SPACES_ZERO_GPU": "true"}) is None               # not a Space
+    monkeypatch.setitem(sys.modules, "spaces", None)                         # not installed
+    assert server.zerogpu({"SPACE_ID": "o/n", "SPACES_ZERO_GPU": "true"}) is None
+
+
+def test_on_zerogpu_sampling_runs_inside_the_decorated_call(models, monkeypatch):
+    spaces = stub_spaces()
+    monkeypatch.setitem(sys.modules, "spaces", spaces)
+    monkeypatch.setattr(COMPUTE, "device_call", None)                      # restored afterwards
+    monkeypatch.setattr(COMPUTE, "device_handlers", {})
+    monkeypatch.setattr(app, "EXPLORER", ex.Explorer(models))
+    found = server.zerogpu({"SPACE_ID": "o/n", "SPACES_ZERO_GPU": "true"})
+    COMPUTE.use_device_call(found.GPU)
+    assert {fn.__name__ for fn in spaces.wrapped} >= {"on_compare", "on_ladder", "on_trajectory", "on_sweep",
+                                                      "on_toy"}            # all decorated before launch
+    seen = []
+    original = ex.run_methods_live
+
+    def spy(*args, **kwargs):
+        seen.append((threading.current_thread(), spaces.inside))
+        return (yield from original(*args, **kwargs))
+    monkeypatch.setattr(ex, "run_methods_live", spy)
+    settings = [3, "same", 2.0, 3.0, 1.0, 3.0, 0.5, 4, "ddim", 2, 123, 0.0, 80.0]
+    for _ in app.on_compare(*settings, 0):
+        pass
+    assert ("on_compare", threading.current_thread()) in spaces.calls
+    assert seen and all(thread is threading.current_thread() and inside == 1 for thread, inside in seen)
+    assert COMPUTE.call(threading.current_thread) is threading.current_thread()    # no compute thread
+
+
+# ---- requests refused before Gradio sees them ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("path,refused", [
+    ("/gradio_api/file=https://example.com/x.png", True),
+    ("/gradio_api/file=http%3A%2F%2Fexample.com%2Fx.png", True),
+    ("/gradio_api/file=https%253A%252F%252Fexample.com", True),            # encoded twice
+    ("/gradio_api/file=//example.com/x.png", True),
+    ("/gradio_api/file=ftp://example.com/x", True),
+    ("/gradio_api/file/https://example.com/x.png", True),
+    ("/file=https://example.com/x.png", True),
+    ("/gradio_api/proxy=https://x.hf.space/file=a.png", True),
+    ("/gradio_api/upload", True),
+    ("/gradio_api/file=/tmp/guidance_lab-x/files/ab/grid.png", False),
+    ("/gradio_api/upload_progress", False),
+    ("/gradio_api/queue/join", False),
+    ("/", False),
+])
+def test_refused_paths(path, refused):
+    assert (guard.refusal(path) is not None) == refused
+
+
+def test_guard_refuses_large_bodies_before_the_app_reads_them():
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    async def echo(request):
+        return JSONResponse({"size": len(await request.body())})
+    client = TestClient(guard.RequestGuard(Starlette(routes=[Route("/echo", echo, methods=["POST"])]),
+                                           max_body=1000))
+    assert client.post("/echo", content=b"x" * 1000).json() == {"size": 1000}
+    assert client.post("/echo", content=b"x" * 1001).status_code == 413                  # Content-Length
+    assert client.post("/echo", content=(b"x" * 300 for _ in range(4))).status_code == 413  # streamed, counted
+    assert client.post("/echo", content=(b"x" * 300 for _ in range(3))).json() == {"size": 900}
+    assert client.get("/gradio_api/file=https://example.com/x.png").status_code == 403
+
+
+def test_user_errors_are_one_log_line_and_other_errors_keep_their_traceback():
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    guard.log.addHandler(handler)
+    try:
+        def bad(x):
+            raise RequestError("class must be between 0 and 9, got " + "9" * 200)
+
+        def broken(x):
+            raise ZeroDivisionError("bug")
+        with gr.Blocks() as blocks:
+            box = gr.Number()
+            box.change(bad, box, box, api_name="bad")
+            box.submit(broken, box, box, api_name="broken")
+        guard.quiet_user_errors(blocks)
+        fns = {fn.api_name: fn.fn for fn in blocks.fns.values()}
+        with pytest.raises(gr.Error) as error:
+            fns["bad"](1)
+        assert error.value.print_exception is False and "class must be between 0 and 9" in error.value.message
+        assert len(lines) == 1 and lines[0].startswith("/bad: class must be") and len(lines[0]) <= len("/bad: ") + 80
+        with pytest.raises(ZeroDivisionError):                                 # Gradio prints its traceback
+            fns["broken"](1)
+        assert len(lines) == 1
+    finally:
+        guard.log.removeHandler(handler)
+
+
+# ---- the output folder stays bounded ------------------------------------------------------------------------------
+
+def test_output_folder_is_pruned_least_recently_used_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "BOUND", files.Bound(limit_bytes=350_000, keep_seconds=60))
+    old = [files.save_file(bytes([k]) * 100_000, tmp_path, f"old{k}.png") for k in range(3)]
+    for k, path in enumerate(old):                                            # used 10, 9, 8 minutes ago
+        os.utime(path, (time.time() - 600 + 60 * k,) * 2)
+    files.save_file(bytes([0]) * 100_000, tmp_path, "old0.png")               # handed out again: recent now
+    files.save_file(b"n" * 100_000, tmp_path, "new.png")                      # 400 kB > 350 kB: prune
+    assert files.folder_size(tmp_path) <= 350_000
+    assert Path(old[0]).exists() and not Path(old[1]).exists() and Path(old[2]).exists()
+    for k in range(5):                                                        # all recent: nothing is deleted
+        files.save_file(bytes([100 + k]) * 100_000, tmp_path, f"recent{k}.png")
+    assert len(list(tmp_path.rglob("recent*.png"))) == 5
+    monkeypatch.setattr(files, "BOUND", files.Bound(limit_bytes=350_000, keep_seconds=0))
+    files.save_file(b"last" * 25_000, tmp_path, "last.png")
+    assert files.folder_size(tmp_path) <= 350_000 and (tmp_path / Path(files.save_file(
+        b"last" * 25_000, tmp_path, "last.png")).relative_to(tmp_path)).exists()
+    assert not [p for p in tmp_path.iterdir() if p.is_dir() and not any(p.iterdir())]   # no empty folders left
+
+
+# ---- weights: manifest, hub, publishing ----------------------------------------------------------------------------
+
+@pytest.fixture()
+def weights_copy(tmp_path) -> Path:
+    folder = tmp_path / "weights"
+    shutil.copytree(ROOT / "weights", folder)
+    return folder
+
+
+def test_the_model_card_beside_the_weights_is_not_part_of_the_manifest():
+    assert (checkpoints.WEIGHTS_DIR / "README.md").is_file()
+    assert "README.md" not in checkpoints.read_manifest(checkpoints.WEIGHTS_DIR)
+    assert len(checkpoints.verify_folder(checkpoints.WEIGHTS_DIR)) == 10
+
+
+def test_corrupt_manifest_and_truncated_weights_name_the_file(weights_copy):
+    weight = weights_copy / "denoiser.safetensors"
+    weight.write_bytes(weight.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"denoiser\.safetensors is corrupt"):
+        checkpoints.verify_folder(weights_copy)
+    (weights_copy / "MANIFEST.json").write_text("{ not json")
+    with pytest.raises(CheckpointError, match=r"MANIFEST\.json is corrupt .*python -m demo\.train"):
+        checkpoints.verify_folder(weights_copy)
+
+
+def snapshot(tmp_path: Path, weights: Path) -> Path:
+    """A folder laid out as huggingface_hub's cache: snapshots/<commit>/<file> -> ../../blobs/<hash>."""
+    repo = tmp_path / "hub" / "models--owner--lab"
+    folder = repo / "snapshots" / ("c0ffee" * 6 + "c0ff")
+    (repo / "blobs").mkdir(parents=True)
+    folder.mkdir(parents=True)
+    for file in weights.iterdir():
+        blob = repo / "blobs" / checkpoints.sha256(file)
+        shutil.copy(file, blob)
+        (folder / file.name).symlink_to(os.path.relpath(blob, folder))
+    return folder
+
+
+def test_hub_weights_are_downloaded_then_verified(tmp_path, weights_copy, monkeypatch):
+    folder = snapshot(tmp_path, weights_copy)
+    asked = []
+
+    def download(repo_id, revision, local_files_only):
+        asked.append((repo_id, revision, local_files_only))
+        if local_files_only:
+            raise FileNotFoundError("not in the cache yet")
+        return str(folder)
+    monkeypatch.setattr(hub, "download", download)
+    assert hub.resolve("hf://owner/lab@v1", checkpoints.WEIGHTS_DIR) == folder
+    assert asked == [("owner/lab", "v1", True), ("owner/lab", "v1", False)]    # the cache first
+    assert hub.resolve("", checkpoints.WEIGHTS_DIR) == checkpoints.WEIGHTS_DIR  # the local folder by default
+
+    blob = (folder / "classifier.safetensors").resolve()
+    blob.write_bytes(blob.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(CheckpointError, match=r"classifier\.safetensors is corrupt") as error:
+        hub.resolve("hf://owner/lab", checkpoints.WEIGHTS_DIR)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("hf://nobody", "is not hf://owner/repo"), ("hf://a/b@", "is not hf://owner/repo"),
+    ("hf://a/b/c", "is not hf://owner/repo"), ("/no/such/folder", "does not exist"),
+])
+def test_bad_weight_addresses(spec, message):
+    with pytest.raises(hub.HubError, match=message):
+        hub.resolve(spec, checkpoints.WEIGHTS_DIR)
+
+
+def test_hub_download_failure_is_one_line(monkeypatch):
+    def download(repo_id, revision, local_files_only):
+        raise OSError("no route to host\nsecond line")
+    monkeypatch.setattr(hub, "download", download)
+    with pytest.raises(hub.HubError, match=r"cannot download hf://owner/lab: OSError: no route to host second"):
+        hub.resolve("hf://owner/lab", checkpoints.WEIGHTS_DIR)
+
+
+def test_publish_is_a_dry_run_unless_told(capsys, monkeypatch, weights_copy):
+    uploads = []
+    monkeypatch.setattr(hub, "upload", lambda repo, folder, files, private: uploads.append((repo, files)) or "url")
+    assert publish.main(["--repo", "owner/lab", "--folder", str(weights_copy)]) == 0
+    out = capsys.readouterr().out
+    assert "model repo owner/lab" in out and "Dry run: nothing was uploaded" in out and not uploads
+    for name in ("MANIFEST.json", "README.md", "denoiser.safetensors", "real_reference.json"):
+        assert name in out
+    assert checkpoints.sha256(weights_copy / "denoiser.safetensors") in out
+    assert publish.main(["--repo", "owner/lab", "--folder", str(weights_copy), "--yes"]) == 0
+    assert uploads and uploads[0][0] == "owner/lab" and len(uploads[0][1]) == 12
+    (weights_copy / "denoiser.json").write_text("{}")
+    assert publish.main(["--repo", "owner/lab", "--folder", str(weights_copy), "--yes"]) == 1   # never corrupt
+    assert publish.main(["--repo", "not a repo"]) == 1 and len(uploads) == 1
