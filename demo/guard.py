@@ -8,8 +8,8 @@ RequestGuard (ASGI middleware):
 * a request body over `max_body` bytes: 413, from Content-Length when given and by counting the bytes
   received otherwise, before anything parses it.
 
-quiet_user_errors: a user's mistake (RequestError, gr.Error) is logged as one line (time, endpoint, message),
-never as a traceback; any other exception keeps Gradio's traceback.
+quiet_user_errors: a user's mistake (RequestError, gr.Error) is logged as one line (time, endpoint, message cut
+to 80 characters), never as a traceback; any other exception keeps Gradio's traceback.
 """
 from __future__ import annotations
 
@@ -122,43 +122,49 @@ def one_line(text: str, limit: int = LOG_MESSAGE_CHARS) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _logged(error: Exception, endpoint: str) -> gr.Error:
-    """Log a user error in one line; the gr.Error that shows it to the user without a server traceback."""
-    message = error.message if isinstance(error, gr.Error) else str(error)
-    log.info("%s: %s", endpoint, one_line(message))
+def _unprinted(error: Exception) -> gr.Error:
+    """The gr.Error that shows a user error to the user without a server traceback."""
     if isinstance(error, gr.Error):
         error.print_exception = False
         return error
     return gr.Error(str(error), print_exception=False)
 
 
-def _quiet(fn, endpoint: str):
+def quiet_user_errors(blocks: gr.Blocks) -> gr.Blocks:
+    """Log each user error of `blocks` as one line instead of a traceback (call before launch). Wraps
+    process_api, so Gradio's own input checks (a Radio value not among its choices) count too."""
+    process_api = blocks.process_api
+
+    async def logged_process_api(block_fn, *args, **kwargs):
+        try:
+            return await process_api(block_fn, *args, **kwargs)
+        except (RequestError, gr.Error) as error:
+            fn = blocks.fns[block_fn] if isinstance(block_fn, int) else block_fn
+            endpoint = f"/{fn.api_name}" if getattr(fn, "api_name", None) else getattr(fn, "name", "?")
+            log.info("%s: %s", endpoint, one_line(error.message if isinstance(error, gr.Error) else error))
+            raise _unprinted(error) from None
+    if not getattr(process_api, "quiet_user_errors", False):
+        logged_process_api.quiet_user_errors = True
+        blocks.process_api = logged_process_api
+    return blocks
+
+
+def unprinted_user_errors(fn):
+    """fn, its user errors marked not to print a traceback where they are re-raised (ZeroGPU re-raises a
+    worker's exception in the server process, printing its traceback unless so marked)."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def generator(*args, **kwargs):
             try:
                 return (yield from fn(*args, **kwargs))
             except (RequestError, gr.Error) as error:
-                raise _logged(error, endpoint) from None
+                raise _unprinted(error) from None
         return generator
-
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-        return fn                                      # the app has none; left as Gradio handles them
 
     @functools.wraps(fn)
     def function(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except (RequestError, gr.Error) as error:
-            raise _logged(error, endpoint) from None
+            raise _unprinted(error) from None
     return function
-
-
-def quiet_user_errors(blocks: gr.Blocks) -> gr.Blocks:
-    """Wrap every event handler of `blocks` so that user errors are one log line (call before launch)."""
-    for block_fn in blocks.fns.values():
-        if block_fn.fn is not None and not getattr(block_fn.fn, "_quiet_user_errors", False):
-            endpoint = f"/{block_fn.api_name}" if block_fn.api_name else block_fn.name
-            block_fn.fn = _quiet(block_fn.fn, endpoint)
-            block_fn.fn._quiet_user_errors = True
-    return blocks

@@ -30,7 +30,7 @@ import torch
 from . import files, hub
 from .checkpoints import WEIGHTS_DIR, CheckpointError, verify_folder
 from .compute import COMPUTE
-from .guard import MAX_BODY, RequestGuard, one_line, quiet_user_errors, setup_log
+from .guard import MAX_BODY, RequestGuard, one_line, quiet_user_errors, setup_log, unprinted_user_errors
 
 MAX_QUEUE = 64
 OUTPUT_PREFIX = "guidance_lab-"
@@ -161,6 +161,11 @@ def zerogpu(environ):
     return spaces
 
 
+def use_zerogpu(spaces) -> None:
+    """Each handler call becomes one spaces.GPU call holding all its torch work (demo/compute.py says why)."""
+    COMPUTE.use_device_call(lambda fn: spaces.GPU(unprinted_user_errors(fn)))
+
+
 def resolve_device(requested: str, on_zerogpu: bool, cuda_available: Callable[[], bool] = torch.cuda.is_available
                    ) -> str:
     if requested == "auto":
@@ -277,7 +282,7 @@ def start(parts: AppParts, argv: list[str] | None, environ) -> tuple:
     spaces = zerogpu(environ)
     device = resolve_device(settings.device, spaces is not None)
     if spaces is not None:
-        COMPUTE.use_device_call(spaces.GPU)                     # see demo/compute.py
+        use_zerogpu(spaces)
     folder = hub.resolve(settings.weights, WEIGHTS_DIR)
     checked = verify_folder(folder)
     explorer = Explorer(COMPUTE.call(Models.load, folder, device=device))

@@ -11,11 +11,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-import torch
+os.environ.setdefault("HF_HUB_OFFLINE", "1")              # before anything imports huggingface_hub:
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")    # gradio_client would send telemetry to huggingface.co
 
-import network_guard
-from demo.toy import GaussianMixture, MixtureClassifier, three_class_mixture
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import network_guard  # noqa: E402
+from demo.toy import GaussianMixture, MixtureClassifier, three_class_mixture  # noqa: E402
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -98,8 +101,8 @@ def free_port() -> int:
 @contextlib.contextmanager
 def launch_app(env: dict | None = None, timeout: float = 120, args: list[str] | None = None,
                port: int | None = None):
-    """`python app.py [args]` (default args: --port on a free port); yields (url, process) once the port accepts
-    connections. process.log_text() is its output so far (stdout and stderr)."""
+    """`python app.py [args]` (default args: --port on a free port); yields (url, process) once it listens and has
+    printed its start-up block. process.log_text() is its output so far (stdout and stderr)."""
     port = port or free_port()
     args = ["--port", str(port)] if args is None else args
     full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -119,11 +122,13 @@ def launch_app(env: dict | None = None, timeout: float = 120, args: list[str] | 
                 raise RuntimeError(f"app exited with {process.returncode}: {output()}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
+                if "Guidance Lab is running" in output():        # the start-up block follows the listening port
+                    break
             except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"app did not start within {timeout} s") from None
-                time.sleep(0.3)
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"app did not start within {timeout} s: {output()}")
+            time.sleep(0.2)
         yield f"http://127.0.0.1:{port}", process
     finally:
         process.terminate()

@@ -171,8 +171,7 @@ def test_on_zerogpu_sampling_runs_inside_the_decorated_call(models, monkeypatch)
     monkeypatch.setattr(COMPUTE, "device_call", None)                      # restored afterwards
     monkeypatch.setattr(COMPUTE, "device_handlers", {})
     monkeypatch.setattr(app, "EXPLORER", ex.Explorer(models))
-    found = server.zerogpu({"SPACE_ID": "o/n", "SPACES_ZERO_GPU": "true"})
-    COMPUTE.use_device_call(found.GPU)
+    server.use_zerogpu(server.zerogpu({"SPACE_ID": "o/n", "SPACES_ZERO_GPU": "true"}))
     assert {fn.__name__ for fn in spaces.wrapped} >= {"on_compare", "on_ladder", "on_trajectory", "on_sweep",
                                                       "on_toy"}            # all decorated before launch
     seen = []
@@ -188,6 +187,10 @@ def test_on_zerogpu_sampling_runs_inside_the_decorated_call(models, monkeypatch)
     assert ("on_compare", threading.current_thread()) in spaces.calls
     assert seen and all(thread is threading.current_thread() and inside == 1 for thread, inside in seen)
     assert COMPUTE.call(threading.current_thread) is threading.current_thread()    # no compute thread
+    with pytest.raises(gr.Error, match="class must be between 0 and 9") as error:   # re-raised untraced
+        for _ in app.on_compare(10, *settings[1:], 0):
+            pass
+    assert error.value.print_exception is False
 
 
 # ---- requests refused before Gradio sees them ----------------------------------------------------------------------
@@ -229,29 +232,34 @@ def test_guard_refuses_large_bodies_before_the_app_reads_them():
 
 
 def test_user_errors_are_one_log_line_and_other_errors_keep_their_traceback():
-    lines = []
+    import asyncio
+    lines, raised = [], []
     handler = logging.Handler()
     handler.emit = lambda record: lines.append(record.getMessage())
+    with gr.Blocks() as blocks:
+        box = gr.Number()
+        box.change(lambda x: x, box, box, api_name="compare")
+    block_fn = next(fn for fn in blocks.fns.values() if fn.api_name == "compare")
+
+    async def process_api(block_fn, *args, **kwargs):           # Gradio's: preprocess, the handler, postprocess
+        raise raised[-1]
+    blocks.process_api = process_api
+    guard.quiet_user_errors(blocks)
     guard.log.addHandler(handler)
     try:
-        def bad(x):
-            raise RequestError("class must be between 0 and 9, got " + "9" * 200)
-
-        def broken(x):
-            raise ZeroDivisionError("bug")
-        with gr.Blocks() as blocks:
-            box = gr.Number()
-            box.change(bad, box, box, api_name="bad")
-            box.submit(broken, box, box, api_name="broken")
-        guard.quiet_user_errors(blocks)
-        fns = {fn.api_name: fn.fn for fn in blocks.fns.values()}
-        with pytest.raises(gr.Error) as error:
-            fns["bad"](1)
-        assert error.value.print_exception is False and "class must be between 0 and 9" in error.value.message
-        assert len(lines) == 1 and lines[0].startswith("/bad: class must be") and len(lines[0]) <= len("/bad: ") + 80
-        with pytest.raises(ZeroDivisionError):                                 # Gradio prints its traceback
-            fns["broken"](1)
-        assert len(lines) == 1
+        for error in (RequestError("class must be between 0 and 9, got " + "9" * 200),
+                      gr.Error("Value: 10 is not in the list of choices\n[0, 1, 2]")):
+            raised.append(error)
+            with pytest.raises(gr.Error) as shown:
+                asyncio.run(blocks.process_api(block_fn, []))
+            assert shown.value.print_exception is False                  # Gradio prints no traceback
+        assert lines[0].startswith("/compare: class must be between 0 and 9, got 999") and lines[0].endswith("…")
+        assert len(lines[0]) == len("/compare: ") + 80
+        assert lines[1] == "/compare: Value: 10 is not in the list of choices [0, 1, 2]" and len(lines) == 2
+        raised.append(ZeroDivisionError("a bug"))
+        with pytest.raises(ZeroDivisionError):                           # Gradio prints its traceback
+            asyncio.run(blocks.process_api(block_fn, []))
+        assert len(lines) == 2
     finally:
         guard.log.removeHandler(handler)
 
@@ -367,3 +375,171 @@ def test_publish_is_a_dry_run_unless_told(capsys, monkeypatch, weights_copy):
     (weights_copy / "denoiser.json").write_text("{}")
     assert publish.main(["--repo", "owner/lab", "--folder", str(weights_copy), "--yes"]) == 1   # never corrupt
     assert publish.main(["--repo", "not a repo"]) == 1 and len(uploads) == 1
+
+
+# ---- start-up faults: one line on stderr, non-zero exit (subprocesses) ------------------------------------------
+
+def run_app(args: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=180, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **env})
+    return result, time.perf_counter() - start
+
+
+def corrupt_manifest(folder: Path) -> None:
+    (folder / "MANIFEST.json").write_text('{"denoiser.json": ')
+
+
+def truncate_weights(folder: Path) -> None:
+    path = folder / "weak_denoiser.safetensors"
+    path.write_bytes(path.read_bytes()[:4096])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault,message", [
+    ("port in use", "is already in use"),
+    ("GUIDANCE_LAB_PORT=abc", "GUIDANCE_LAB_PORT must be a whole number from 1 to 65535, got 'abc'"),
+    ("--port 99999", "--port must be a whole number from 1 to 65535, got 99999"),
+    ("unwritable temp folder", "is not writable"),
+    ("a file where the output folder should be", "is a file, not a folder"),
+    ("corrupt MANIFEST.json", "MANIFEST.json is corrupt"),
+    ("truncated weight file", "weak_denoiser.safetensors is corrupt"),
+])
+def test_start_up_faults_are_one_line_and_a_nonzero_exit(fault, message, tmp_path, weights_copy):
+    port = free_port()
+    args, env = ["--port", str(port)], {"GUIDANCE_LAB_WEIGHTS": str(weights_copy)}
+    holder = None
+    if fault == "port in use":                          # weights that would fail too: the port is checked first
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        env["GUIDANCE_LAB_WEIGHTS"] = str(tmp_path / "missing")
+    elif fault == "GUIDANCE_LAB_PORT=abc":
+        args, env["GUIDANCE_LAB_PORT"] = [], "abc"
+    elif fault == "--port 99999":
+        args = ["--port", "99999"]
+    elif fault == "unwritable temp folder":
+        env["TMPDIR"] = str(unwritable(tmp_path))
+    elif fault == "a file where the output folder should be":
+        (tmp_path / "tmp").write_text("a file")
+        env["TMPDIR"] = str(tmp_path / "tmp")
+    elif fault == "corrupt MANIFEST.json":
+        corrupt_manifest(weights_copy)
+    else:
+        truncate_weights(weights_copy)
+    try:
+        result, seconds = run_app(args, env)
+    finally:
+        if holder is not None:
+            holder.close()
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("Guidance Lab cannot start: ") and message in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    if fault == "port in use":
+        print(f"port in use reported after {seconds:.1f} s (imports included)")
+
+
+# ---- the server as a Space starts it, and as a teacher does ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def space_server(tmp_path_factory):
+    """`python app.py` with no flags, in a Space's environment; yields (url, port, process, network log)."""
+    log = tmp_path_factory.mktemp("network") / "refused.log"
+    port = free_port()
+    env = {"SPACE_ID": "x", "GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": str(port),
+           "NETWORK_LOG": str(log)}
+    with launch_app(env, args=[], port=port) as (url, process):
+        yield url, port, process, log
+
+
+@pytest.mark.slow
+def test_a_space_environment_binds_every_interface_and_prints_one_block(space_server):
+    url, port, process, _ = space_server
+    assert listening_addresses(port) == {"0.0.0.0"}
+    out = process.log_text()
+    assert f"Local:   http://127.0.0.1:{port}" in out and "Space:   x" in out
+    assert "weights verified (10 files" in out and "Device:  cpu" in out and "Files:   " in out
+    assert "share=True" not in out and "Running on local URL" not in out and "Traceback" not in out
+
+
+def status_of(port: int, path: str, headers: dict | None = None, body_size: int = 0, chunked: bool = False) -> int:
+    """Send a request with a body of `body_size` bytes in 64 kB pieces, stopping once the server answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        head = f"{'POST' if body_size else 'GET'} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        if body_size:
+            head += "Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {body_size}\r\n"
+        sock.sendall((head + "\r\n").encode())
+        sent, piece = 0, b"x" * 65536
+        answered = lambda wait: bool(select.select([sock], [], [], wait)[0])  # noqa: E731
+        try:
+            if not chunked:
+                answered(5)                             # a declared length is refused without the body
+            while sent < body_size and not answered(0):
+                data = piece[:body_size - sent]
+                sock.sendall(f"{len(data):x}\r\n".encode() + data + b"\r\n" if chunked else data)
+                sent += len(data)
+            if chunked and sent >= body_size:
+                sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return int(sock.recv(65536).split()[1])
+
+
+@pytest.mark.slow
+def test_remote_files_uploads_and_large_bodies_are_refused_and_comparisons_still_work(space_server, tmp_path):
+    from gradio_client import Client
+
+    from test_app import values
+    url, port, process, log = space_server
+    for path in ("/gradio_api/file=https://example.com/x.png", "/gradio_api/file=https%3A%2F%2Fexample.com%2Fx.png",
+                 "/gradio_api/file=//example.com/x.png", "/gradio_api/proxy=https://x.hf.space/file=a.png"):
+        assert status_of(port, path) == 403, path
+    assert not log.exists() or log.read_text() == ""  # nothing was looked up or connected to
+    five_mb = 5 * 2**20
+    assert status_of(port, "/gradio_api/upload", {"Content-Type": "multipart/form-data; boundary=b"},
+                     five_mb) in (403, 413)
+    assert status_of(port, "/gradio_api/queue/join", {"Content-Type": "application/json"}, five_mb) == 413
+    assert status_of(port, "/gradio_api/queue/join", {"Content-Type": "application/json"}, five_mb,
+                     chunked=True) == 413
+    client = Client(url, verbose=False, download_files=str(tmp_path))
+    picture, summary, status, download = client.predict(*values(seed=8, num_steps=4, num_samples=2),
+                                                        api_name="/compare")
+    assert "data-sample" in picture and Path(download).suffix == ".png"
+    assert process.poll() is None and "Traceback" not in process.log_text()
+
+
+@pytest.mark.slow
+def test_a_user_error_is_one_log_line_without_a_traceback(space_server):
+    from gradio_client import Client
+
+    from test_app import values
+    url, _, process, _ = space_server
+    before = process.log_text()
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="high sigma must be a number >= the low sigma"):    # our check
+        client.predict(*values(sigma_lo=5.0, sigma_hi=1.0), api_name="/compare")
+    with pytest.raises(Exception, match="not in the list of choices"):                     # Gradio's check
+        client.predict(*values(label=10), api_name="/compare")
+    deadline = time.monotonic() + 10
+    while process.log_text()[len(before):].count("/compare:") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    new = process.log_text()[len(before):]
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d /compare: "
+    assert len([line for line in new.splitlines() if re.match(stamp + ".*high sigma must be", line)]) == 1
+    assert len([line for line in new.splitlines() if re.match(stamp + "Value: 10 .*not in the list", line)]) == 1
+    assert "Traceback" not in new and len(new.strip().splitlines()) == 2, new
+
+
+@pytest.mark.slow
+def test_flags_win_over_the_environment_and_the_output_folder_goes_at_exit():
+    port, theirs, ours = free_port(), free_port(), free_port()
+    env = {"GUIDANCE_LAB_HOST": "0.0.0.0", "GUIDANCE_LAB_PORT": str(ours), "GRADIO_SERVER_NAME": "0.0.0.0",
+           "GRADIO_SERVER_PORT": str(theirs)}
+    with launch_app(env, args=["--host", "127.0.0.1", "--port", str(port)], port=port) as (_, process):
+        assert listening_addresses(port) == {"127.0.0.1"}
+        assert not listening_addresses(ours) and not listening_addresses(theirs)
+        output = Path(re.search(r"Files:\s+(\S+)", process.log_text()).group(1))
+        assert output.is_dir() and output.parent.name.startswith("guidance_lab-")
+    assert process.returncode == 0 and not output.parent.exists()
