@@ -23,10 +23,10 @@ from urllib.parse import unquote
 
 import gradio as gr
 
+from .settings import one_line
 from .validation import RequestError
 
 MAX_BODY = 1 << 20                                     # bytes; the app's own requests are a few hundred
-LOG_MESSAGE_CHARS = 80
 ROUTE = re.compile(r"^/+(?:gradio_api/+)?(file=|file/|proxy=|upload)(.*)$", re.S)
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 NO_BODY = {"GET", "HEAD", "OPTIONS"}
@@ -115,11 +115,6 @@ def setup_log() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         log.addHandler(handler)
         log.propagate = False
-
-
-def one_line(text: str, limit: int = LOG_MESSAGE_CHARS) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _unprinted(error: Exception) -> gr.Error:

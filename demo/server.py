@@ -1,24 +1,16 @@
-"""Start-up of `python app.py`: settings, fail-fast checks, weights and device, the guarded server, one
-start-up block, and a clean exit. app.py keeps the layout and wiring and hands them over as AppParts.
-
-Settings, highest first: command-line flags; GUIDANCE_LAB_HOST / _PORT / _DEVICE / _WEIGHTS / _MAX_QUEUE /
-_MAX_OUTPUT_MB; Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (what Hugging Face Spaces set); defaults:
-127.0.0.1:7860, or 0.0.0.0 on a Space (SPACE_ID set), whose proxy cannot reach 127.0.0.1.
+"""Start-up of `python app.py`: settings (demo/settings.py), fail-fast checks, weights and device, the guarded
+server, one start-up block, and a clean exit. app.py keeps the layout and wiring and hands them over as AppParts.
 
 Every start-up fault is one line on stderr and exit status 1; the address is checked before the weights load.
 """
 from __future__ import annotations
 
-import argparse
 import atexit
 import errno
-import ipaddress
 import os
 import shutil
 import signal
 import socket
-import struct
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -27,28 +19,13 @@ from typing import Callable
 
 import torch
 
-from . import files, hub
+from . import addresses, files, hub
 from .checkpoints import WEIGHTS_DIR, CheckpointError, verify_folder
 from .compute import COMPUTE
 from .guard import MAX_BODY, RequestGuard, one_line, quiet_user_errors, setup_log, unprinted_user_errors
+from .settings import MAX_QUEUE, Settings, StartupError, parse_settings
 
-MAX_QUEUE = 64
 OUTPUT_PREFIX = "guidance_lab-"
-
-
-class StartupError(RuntimeError):
-    """A setting or the machine stops the app from starting; the message is one line and says what to do."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 7860
-    device: str = "auto"                # auto: cuda when available (or ZeroGPU), else cpu
-    weights: str = ""                   # '' = weights/; a folder; or hf://owner/repo[@revision]
-    max_queue: int = MAX_QUEUE          # requests waiting at most; more are refused with "queue full"
-    max_output_mb: int = 200            # the output folder's size limit (least recently used files go)
-    space_id: str | None = None         # Hugging Face Spaces sets SPACE_ID=owner/name
 
 
 @dataclass(frozen=True)
@@ -58,58 +35,6 @@ class AppParts:
     serve: Callable
     prepare: Callable
     attach: Callable
-
-
-# ---- settings -------------------------------------------------------------------------------------------------
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):                          # one line, not usage + message
-        raise StartupError(message)
-
-
-def parse_settings(argv: list[str] | None, environ) -> Settings:
-    parser = _Parser(prog="python app.py", description="Guidance Lab: diffusion guidance methods side by side.")
-    parser.add_argument("--host", help="address to listen on; 0.0.0.0 serves a classroom LAN")
-    parser.add_argument("--port", help="port (default 7860)")
-    parser.add_argument("--device", help="auto (default), cpu or cuda")
-    parser.add_argument("--weights", help="weights folder or hf://owner/repo[@revision] (default: weights/)")
-    parser.add_argument("--max-queue", help=f"requests that may wait (default {MAX_QUEUE})")
-    parser.add_argument("--max-output-mb", help="size limit of the output folder in MB (default 200)")
-    args = parser.parse_args(argv)
-
-    def pick(flag: str, value, *names: str) -> tuple[str | None, str]:
-        if value is not None:
-            return value, flag
-        for name in names:
-            if environ.get(name, "").strip():
-                return environ[name].strip(), name
-        return None, flag
-
-    space_id = environ.get("SPACE_ID", "").strip() or None
-    host, source = pick("--host", args.host, "GUIDANCE_LAB_HOST", "GRADIO_SERVER_NAME")
-    if host is not None and (not host.strip() or any(c in host for c in " /\\@")):
-        raise StartupError(f"{source} must be an address such as 127.0.0.1 or 0.0.0.0, got {host!r}")
-    return Settings(
-        host=host or ("0.0.0.0" if space_id else Settings.host),
-        port=_whole(*pick("--port", args.port, "GUIDANCE_LAB_PORT", "GRADIO_SERVER_PORT"), Settings.port, 1, 65535),
-        device=(pick("--device", args.device, "GUIDANCE_LAB_DEVICE")[0] or "auto").lower(),
-        weights=pick("--weights", args.weights, "GUIDANCE_LAB_WEIGHTS")[0] or "",
-        max_queue=_whole(*pick("--max-queue", args.max_queue, "GUIDANCE_LAB_MAX_QUEUE"), MAX_QUEUE, 1, 10_000),
-        max_output_mb=_whole(*pick("--max-output-mb", args.max_output_mb, "GUIDANCE_LAB_MAX_OUTPUT_MB"),
-                             Settings.max_output_mb, 1, 1_000_000),
-        space_id=space_id)
-
-
-def _whole(text: str | None, source: str, default: int, lo: int, hi: int) -> int:
-    if text is None:
-        return default
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise StartupError(f"{source} must be a whole number from {lo} to {hi}, got {one_line(text, 40)!r}") from None
-    if not lo <= value <= hi:
-        raise StartupError(f"{source} must be a whole number from {lo} to {hi}, got {value}")
-    return value
 
 
 # ---- the machine: address, output folder, device --------------------------------------------------------------
@@ -189,62 +114,17 @@ def describe_device(device: str, on_zerogpu: bool) -> str:
     return f"{device} ({threads} thread{'' if threads == 1 else 's'})"
 
 
-# ---- addresses to print -----------------------------------------------------------------------------------------
-
-SIOCGIFADDR = 0x8915                                   # Linux ioctl: an interface's IPv4 address
-
-
-def lan_addresses() -> list[str]:
-    """IPv4 addresses of this machine's non-loopback interfaces, asked of the kernel (no DNS, nothing sent)."""
-    try:
-        import fcntl
-        names = [name for _, name in socket.if_nameindex()]
-    except (ImportError, OSError):
-        return []
-    found = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        for name in names:
-            try:
-                reply = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
-            except OSError:                            # no IPv4 address on this interface
-                continue
-            address = socket.inet_ntoa(reply[20:24])
-            if not ipaddress.ip_address(address).is_loopback and address not in found:
-                found.append(address)
-    return found
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def space_url(space_id: str, environ) -> str | None:
-    if environ.get("SPACE_HOST"):
-        return f"https://{environ['SPACE_HOST']}"
-    owner, _, name = space_id.partition("/")
-    if not name:
-        return None
-    sub = f"{owner}-{name}".lower().replace("_", "-").replace(".", "-")
-    return f"https://{sub}.hf.space"
-
-
 def startup_block(settings: Settings, device: str, checked: list[str], weights: Path, output: Path,
                   environ) -> str:
     wildcard = settings.host in ("0.0.0.0", "::", "")
+    url = addresses.url
     local = url("127.0.0.1" if settings.host in ("0.0.0.0", "") else "::1" if settings.host == "::"
                 else settings.host, settings.port)
     lines = ["Guidance Lab is running.", f"  Local:   {local}"]
     if settings.space_id:
-        lines.append(f"  Space:   {space_url(settings.space_id, environ) or settings.space_id}")
-    elif not is_loopback(settings.host):
-        lan = lan_addresses() if wildcard else [settings.host]
+        lines.append(f"  Space:   {addresses.space_url(settings.space_id, environ) or settings.space_id}")
+    elif not addresses.is_loopback(settings.host):
+        lan = addresses.lan_addresses() if wildcard else [settings.host]
         lines += [f"  LAN:     {url(address, settings.port)}   (students type this address)" for address in lan]
         if not lan:
             lines.append("  LAN:     no network interface with an IPv4 address was found")

@@ -2,9 +2,7 @@
 faults, ZeroGPU, refused requests, user errors in one log line, bounded output, hub weights, publishing."""
 from __future__ import annotations
 
-import errno
 import inspect
-import json
 import logging
 import os
 import re
@@ -23,11 +21,11 @@ import pytest
 
 import app
 from conftest import ROOT, free_port, launch_app, listening_addresses
-from demo import checkpoints, files, guard, hub, publish, server
+from demo import addresses, checkpoints, files, guard, hub, publish, server
 from demo import explorer as ex
 from demo.checkpoints import CheckpointError
 from demo.compute import COMPUTE
-from demo.server import Settings, StartupError, parse_settings
+from demo.settings import Settings, StartupError, parse_settings
 from demo.validation import RequestError
 
 # ---- settings ------------------------------------------------------------------------------------------------
@@ -81,11 +79,11 @@ def test_device_auto_and_explicit():
 
 
 def test_addresses_to_print(monkeypatch):
-    assert server.space_url("Owner/My_Lab.v2", {}) == "https://owner-my-lab-v2.hf.space"
-    assert server.space_url("owner/lab", {"SPACE_HOST": "owner-lab.hf.space"}) == "https://owner-lab.hf.space"
-    addresses = server.lan_addresses()                   # ioctl on the interfaces: the network guard sees nothing
-    assert all(re.fullmatch(r"\d+\.\d+\.\d+\.\d+", a) and not a.startswith("127.") for a in addresses)
-    monkeypatch.setattr(server, "lan_addresses", lambda: ["192.168.1.20", "10.0.0.5"])
+    assert addresses.space_url("Owner/My_Lab.v2", {}) == "https://owner-my-lab-v2.hf.space"
+    assert addresses.space_url("owner/lab", {"SPACE_HOST": "owner-lab.hf.space"}) == "https://owner-lab.hf.space"
+    found = addresses.lan_addresses()                   # ioctl on the interfaces: the network guard sees nothing
+    assert all(re.fullmatch(r"\d+\.\d+\.\d+\.\d+", a) and not a.startswith("127.") for a in found)
+    monkeypatch.setattr(addresses, "lan_addresses", lambda: ["192.168.1.20", "10.0.0.5"])
     block = lambda settings: server.startup_block(settings, "cpu (2 threads)", ["a", "b"], Path("weights"),  # noqa
                                                   Path("/tmp/out"), {})
     lan = block(Settings(host="0.0.0.0", port=8000))
@@ -375,6 +373,22 @@ def test_publish_is_a_dry_run_unless_told(capsys, monkeypatch, weights_copy):
     (weights_copy / "denoiser.json").write_text("{}")
     assert publish.main(["--repo", "owner/lab", "--folder", str(weights_copy), "--yes"]) == 1   # never corrupt
     assert publish.main(["--repo", "not a repo"]) == 1 and len(uploads) == 1
+
+
+@pytest.mark.slow
+def test_serve_launches_quietly_with_the_queue_limit_and_the_guard():
+    import urllib.error
+    import urllib.request
+    port = free_port()
+    blocks = app.serve("127.0.0.1", port, block=False, max_queue=5)
+    try:
+        assert blocks._queue.max_size == 5
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/file=https://example.com/x.png")
+        assert refused.value.code == 403
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/info").status == 200
+    finally:
+        blocks.close()
 
 
 # ---- start-up faults: one line on stderr, non-zero exit (subprocesses) ------------------------------------------
