@@ -21,17 +21,12 @@ import gradio as gr  # noqa: E402
 from demo import explorer as ex  # noqa: E402
 from demo import files, measured, server, toy_lab, views  # noqa: E402
 from demo.compute import on_compute_thread  # noqa: E402
+from demo.compute import on_device as gpu  # noqa: E402   handlers that use the models (ZeroGPU: demo/compute.py)
 from demo.config import LIMITS, NUM_CLASSES  # noqa: E402
 from demo.guidance import GUIDANCE, METHODS  # noqa: E402
 from demo.pipeline import RequestError  # noqa: E402
 from demo.text import CONVENTION, EXPLANATION, HEADER, SWEEP_INTRO, TOY_INTRO  # noqa: E402
 from demo.toy import PRESETS as TOY_PRESETS  # noqa: E402
-
-
-def gpu(fn):
-    """No-op: on ZeroGPU, demo/server.py runs every @on_compute_thread handler as one spaces.GPU call."""
-    return fn
-
 
 ROOT = Path(__file__).resolve().parent
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
@@ -147,6 +142,7 @@ def on_ladder(*settings):
            " shows the result at once; other values are sampled.")
 
 
+@gpu
 @on_compute_thread
 def on_trajectory(*values, progress=gr.Progress()):
     """Filmstrip, GIF and per-step plots of the followed sample (recomputed if not cached: same seed, same

@@ -9,10 +9,11 @@ it is the one place that serialises the CPU-bound work: handlers interleave step
 ZeroGPU (Hugging Face Spaces): torch work must run inside functions decorated with `spaces.GPU`, and such a
 function runs in a forked worker process that receives its arguments and returns its results by pickling.
 So the unit of work handed to the GPU cannot be this thread's unit (one step of a handler's generator: not
-picklable, and the fork has no compute thread to run it). Instead demo/server.py installs
-`use_device_call(spaces.GPU)`: each wrapped handler then runs as one decorated call (widget values in,
-displayable values out, both picklable) in the caller's thread, and `call` runs torch work directly. Nothing
-is lost: the OpenMP reason above is about CPU kernels, and ZeroGPU serialises GPU work per worker itself.
+picklable, and the fork has no compute thread to run it). Instead the handlers that use the models are marked
+`@on_device` (app.py's `@gpu`), and demo/server.py installs `use_device_call(spaces.GPU)`: each call of such a
+handler is then one decorated call (widget values in, displayable values out, both picklable) from the caller's
+thread, and `call` runs torch work directly where it is asked for. Nothing is lost: the OpenMP reason above is
+about CPU kernels, and ZeroGPU runs one task at a time per worker.
 """
 from __future__ import annotations
 
@@ -35,18 +36,34 @@ class ComputeThread:
         self.thread = self.executor.submit(threading.current_thread).result()
         self.interactive = 0                        # interactive jobs running now
         self.quiet = threading.Condition()
-        self.handlers: list = []                    # every handler wrapped here (for use_device_call)
+        self.handlers: list = []                    # every handler marked with on_device
         self.device_call = None                     # ZeroGPU: spaces.GPU (see the module docstring)
         self.device_handlers: dict = {}             # handler -> device_call(handler)
 
+    def on_device(self, fn):
+        """Mark a handler whose calls do the models' torch work. Nothing changes until use_device_call(decorate):
+        then each call of it is one decorate(fn) call."""
+        self.handlers.append(fn)
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def generator(*args, **kwargs):
+                return (yield from self._target(fn)(*args, **kwargs))
+            return generator
+
+        @functools.wraps(fn)
+        def function(*args, **kwargs):
+            return self._target(fn)(*args, **kwargs)
+        return function
+
     def use_device_call(self, decorate) -> None:
-        """Run each wrapped handler as one `decorate(handler)` call in the caller's thread, and torch work
-        where it is asked for (no compute thread). Decorates every handler now: ZeroGPU wants that before
-        the server starts."""
+        """Run each on_device handler as one `decorate(handler)` call in the caller's thread, and torch work where
+        it is asked for (no compute thread). Decorates every handler now: ZeroGPU wants that before launch."""
         self.device_call = decorate
         self.device_handlers = {fn: decorate(fn) for fn in self.handlers}
 
-    def _on_device(self, fn):
+    def _target(self, fn):
+        if self.device_call is None:
+            return fn
         if fn not in self.device_handlers:
             self.device_handlers[fn] = self.device_call(fn)
         return self.device_handlers[fn]
@@ -80,12 +97,9 @@ class ComputeThread:
         `waiting` every `poll` seconds meanwhile (so the caller can still cancel it)."""
         if fn is None:
             return functools.partial(self.wrap, background=background, waiting=waiting, poll=poll)
-        self.handlers.append(fn)
         if inspect.isgeneratorfunction(fn):
             @functools.wraps(fn)
             def generator(*args, **kwargs):
-                if self.device_call is not None:
-                    return (yield from self._on_device(fn)(*args, **kwargs))
                 steps = self.call(fn, *args, **kwargs)          # creating a generator runs nothing yet
                 with contextlib.nullcontext() if background else self.interactive_job():
                     try:
@@ -102,8 +116,6 @@ class ComputeThread:
 
         @functools.wraps(fn)
         def function(*args, **kwargs):
-            if self.device_call is not None:
-                return self._on_device(fn)(*args, **kwargs)
             with self.interactive_job():
                 return self.call(fn, *args, **kwargs)
         return function
@@ -111,3 +123,4 @@ class ComputeThread:
 
 COMPUTE = ComputeThread()
 on_compute_thread = COMPUTE.wrap
+on_device = COMPUTE.on_device
