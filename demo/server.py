@@ -140,6 +140,7 @@ def launch(blocks, host: str, port: int, *, block: bool = True, max_queue: int =
     """Queue and launch `blocks` quietly behind RequestGuard, with user errors logged in one line."""
     from starlette.middleware import Middleware
     quiet_user_errors(blocks)
+    options.setdefault("max_threads", 2 * max_queue + 8)       # handlers mostly wait: a thread per queued event
     blocks.queue(max_size=max_queue, default_concurrency_limit=1)
     blocks.launch(server_name=host, server_port=port, show_error=False, quiet=True, prevent_thread_lock=not block,
                   max_file_size=MAX_BODY, app_kwargs={"middleware": [Middleware(RequestGuard, max_body=MAX_BODY)]},

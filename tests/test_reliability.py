@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, free_port, launch_app, listening_addresses
+from conftest import ROOT, free_port, launch_app
 from demo.config import Interval, SamplerConfig
 from demo.pipeline import Request, RequestError
 
@@ -99,6 +99,17 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return math.nan
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local IPv4 addresses LISTENing on `port`, read from /proc/net/tcp."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        host, port_hex = local.split(":")
+        if int(port_hex, 16) == port and state == "0A":
+            found.add(".".join(str(int(host[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 faults, ZeroGPU, refused requests, user errors in one log line, bounded output, hub weights, publishing."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -11,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -20,13 +22,15 @@ import gradio as gr
 import pytest
 
 import app
-from conftest import ROOT, free_port, launch_app, listening_addresses
+from conftest import ROOT, free_port
 from demo import addresses, checkpoints, files, guard, hub, publish, server
 from demo import explorer as ex
 from demo.checkpoints import CheckpointError
 from demo.compute import COMPUTE
 from demo.settings import Settings, StartupError, parse_settings
 from demo.validation import RequestError
+from test_app import values
+from test_reliability import listening_addresses
 
 # ---- settings ------------------------------------------------------------------------------------------------
 
@@ -172,21 +176,18 @@ def test_on_zerogpu_sampling_runs_inside_the_decorated_call(models, monkeypatch)
     server.use_zerogpu(server.zerogpu({"SPACE_ID": "o/n", "SPACES_ZERO_GPU": "true"}))
     assert {fn.__name__ for fn in spaces.wrapped} == {"on_compare", "on_ladder", "on_trajectory", "on_sweep"}
     assert len(spaces.wrapped) == 4                                      # each decorated once, before launch
-    seen = []
-    original = ex.run_methods_live
-
-    def spy(*args, **kwargs):
-        seen.append((threading.current_thread(), spaces.inside))
-        return (yield from original(*args, **kwargs))
-    monkeypatch.setattr(ex, "run_methods_live", spy)
-    settings = [3, "same", 2.0, 3.0, 1.0, 3.0, 0.5, 4, "ddim", 2, 123, 0.0, 80.0]
-    for _ in app.on_compare(*settings, 0):
-        pass
+    seen = []                                                            # every denoiser call: where, inside?
+    hook = models.net.register_forward_pre_hook(lambda *_: seen.append((threading.current_thread(), spaces.inside)))
+    try:
+        for _ in app.on_compare(*values(seed=123, num_steps=4, num_samples=2)):
+            pass
+    finally:
+        hook.remove()
     assert ("on_compare", threading.current_thread()) in spaces.calls
     assert seen and all(thread is threading.current_thread() and inside == 1 for thread, inside in seen)
     assert COMPUTE.call(threading.current_thread) is threading.current_thread()    # no compute thread
     with pytest.raises(gr.Error, match="class must be between 0 and 9") as error:   # re-raised untraced
-        for _ in app.on_compare(10, *settings[1:], 0):
+        for _ in app.on_compare(*values(label=10)):
             pass
     assert error.value.print_exception is False
 
@@ -456,6 +457,35 @@ def test_start_up_faults_are_one_line_and_a_nonzero_exit(fault, message, tmp_pat
 
 # ---- the server as a Space starts it, and as a teacher does ------------------------------------------------------
 
+@contextlib.contextmanager
+def launch_app(env: dict, args: list[str], port: int, timeout: float = 120):
+    """`python app.py *args`; yields (url, process) once it has printed its start-up block (process.log_text():
+    its output so far), and stops it afterwards."""
+    log = tempfile.TemporaryFile("w+")                   # a file, not a pipe: a full pipe would block the app
+    process = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
+                                               "PYTHONUNBUFFERED": "1", **env})
+
+    def output() -> str:
+        log.seek(0)
+        return log.read()
+    process.log_text = output
+    try:
+        deadline = time.monotonic() + timeout
+        while "Guidance Lab is running" not in output():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"app did not start (exit status {process.poll()}): {output()}")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
 @pytest.fixture(scope="module")
 def space_server(tmp_path_factory):
     """`python app.py` with no flags, in a Space's environment; yields (url, port, process, network log)."""
@@ -504,8 +534,6 @@ def status_of(port: int, path: str, headers: dict | None = None, body_size: int 
 @pytest.mark.slow
 def test_remote_files_uploads_and_large_bodies_are_refused_and_comparisons_still_work(space_server, tmp_path):
     from gradio_client import Client
-
-    from test_app import values
     url, port, process, log = space_server
     for path in ("/gradio_api/file=https://example.com/x.png", "/gradio_api/file=https%3A%2F%2Fexample.com%2Fx.png",
                  "/gradio_api/file=//example.com/x.png", "/gradio_api/proxy=https://x.hf.space/file=a.png"):
@@ -527,8 +555,6 @@ def test_remote_files_uploads_and_large_bodies_are_refused_and_comparisons_still
 @pytest.mark.slow
 def test_a_user_error_is_one_log_line_without_a_traceback(space_server):
     from gradio_client import Client
-
-    from test_app import values
     url, _, process, _ = space_server
     before = process.log_text()
     client = Client(url, verbose=False)
