@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -11,34 +10,19 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")              # before anything imports huggingface_hub:
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")    # gradio_client would send telemetry to huggingface.co
+import pytest
+import torch
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-import network_guard  # noqa: E402
-from demo.toy import GaussianMixture, MixtureClassifier, three_class_mixture  # noqa: E402
+import network_guard
+from demo.toy import GaussianMixture, MixtureClassifier, three_class_mixture
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-# No test reaches past loopback: the guard refuses (and logs) any other connection or name lookup, here and,
-# through sitecustomize.py on PYTHONPATH, in every Python subprocess the tests start.
-GUARD_DIR = Path(tempfile.mkdtemp(prefix="guidance_lab_guard-"))
-shutil.copy(Path(__file__).with_name("network_guard.py"), GUARD_DIR / "sitecustomize.py")
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(GUARD_DIR), os.environ.get("PYTHONPATH")) if p)
-os.environ["NETWORK_LOG"] = str(GUARD_DIR / "refused.log")
-network_guard.install()
+GUARD = network_guard.install_for_session()     # no test reaches past loopback, nor do the processes they start
 
 
 def pytest_sessionfinish(session, exitstatus):
-    log = GUARD_DIR / "refused.log"
-    refused = log.read_text() if log.exists() else ""
-    shutil.rmtree(GUARD_DIR, ignore_errors=True)
-    if refused:
-        print(f"\nnetwork guard: outbound attempts were refused during the tests:\n{refused}", file=sys.stderr)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    network_guard.finish_session(session, GUARD)
 
 
 @pytest.fixture(scope="session")

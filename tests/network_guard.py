@@ -1,15 +1,20 @@
 """The tests' network guard: every connection to, datagram to, or name lookup of anything but this machine's
 loopback is REFUSED (an OSError, as an unreachable network gives) and written to $NETWORK_LOG.
 
-tests/conftest.py installs it in the test process and, as sitecustomize.py on PYTHONPATH, in every Python
-subprocess the tests start (the app under test included). Binding (0.0.0.0 too) stays allowed.
+tests/conftest.py calls install_for_session(): the guard is installed in the test process and, as
+sitecustomize.py on PYTHONPATH, in every Python subprocess the tests start (the app under test included).
+Binding (0.0.0.0 too) stays allowed.
 """
 from __future__ import annotations
 
 import errno
 import ipaddress
 import os
+import shutil
 import socket
+import sys
+import tempfile
+from pathlib import Path
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 _INET = (socket.AF_INET, socket.AF_INET6)
@@ -90,6 +95,29 @@ def install() -> None:
     socket.getaddrinfo, socket.gethostbyname, socket.gethostbyname_ex = \
         guarded_getaddrinfo, guarded_gethostbyname, guarded_gethostbyname_ex
     socket._network_guard = True
+
+
+def install_for_session() -> Path:
+    """Guard this process and, through PYTHONPATH, its Python subprocesses; the folder of sitecustomize.py and
+    of the log of refused attempts. Also turns Hugging Face telemetry off (gradio_client sends it)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")             # read when huggingface_hub is first imported
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    folder = Path(tempfile.mkdtemp(prefix="guidance_lab_guard-"))
+    shutil.copy(__file__, folder / "sitecustomize.py")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)
+    os.environ["NETWORK_LOG"] = str(folder / "refused.log")
+    install()
+    return folder
+
+
+def finish_session(session, folder: Path) -> None:
+    """Fail the test run if anything was refused (an attempt may have been caught and ignored), and clean up."""
+    log = folder / "refused.log"
+    refused = log.read_text() if log.exists() else ""
+    shutil.rmtree(folder, ignore_errors=True)
+    if refused:
+        print(f"\nnetwork guard: outbound attempts were refused during the tests:\n{refused}", file=sys.stderr)
+        session.exitstatus = 1
 
 
 if __name__ == "sitecustomize":                          # copied there by tests/conftest.py
