@@ -1,6 +1,7 @@
 """Guidance Lab: compare guidance methods side by side, same seed. Layout and wiring only; logic is in demo/.
 
-    python app.py [--host 127.0.0.1] [--port 7860] [--device cpu|cuda]     (env: GUIDANCE_LAB_HOST / _PORT)
+    python app.py [--host 127.0.0.1] [--port 7860] [--device auto|cpu|cuda] [--weights hf://owner/repo]
+                  [--max-queue 64] [--max-output-mb 200]         (settings and environment: demo/server.py)
 """
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-import argparse  # noqa: E402
 import random  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -18,31 +19,24 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from demo import explorer as ex  # noqa: E402
-from demo import files, measured, toy_lab, views  # noqa: E402
-from demo.checkpoints import WEIGHTS_DIR  # noqa: E402
-from demo.compute import COMPUTE, on_compute_thread  # noqa: E402
+from demo import files, measured, server, toy_lab, views  # noqa: E402
+from demo.compute import on_compute_thread  # noqa: E402
+from demo.compute import on_device as gpu  # noqa: E402   handlers that use the models (ZeroGPU: demo/compute.py)
 from demo.config import LIMITS, NUM_CLASSES  # noqa: E402
 from demo.guidance import GUIDANCE, METHODS  # noqa: E402
-from demo.pipeline import Models, RequestError  # noqa: E402
+from demo.pipeline import RequestError  # noqa: E402
 from demo.text import CONVENTION, EXPLANATION, HEADER, SWEEP_INTRO, TOY_INTRO  # noqa: E402
 from demo.toy import PRESETS as TOY_PRESETS  # noqa: E402
-
-try:                                    # Hugging Face ZeroGPU; a no-op decorator everywhere else
-    import spaces
-    gpu = spaces.GPU
-except ImportError:
-    def gpu(fn):
-        return fn
 
 ROOT = Path(__file__).resolve().parent
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 OUT_DIR = Path(tempfile.gettempdir()) / "guidance_lab"
 YIELD_EVERY = 0.5          # seconds between no-change yields of a long run (Stop acts at the next one)
 EXPLORER: ex.Explorer | None = None
-MAX_QUEUE = 64             # waiting events in all (a class of 30, each with a comparison and its follow-ups)
 # Sampling handlers only wait on the scheduler (demo/scheduler.py), which batches everyone's steps: they run
-# concurrently, without a limit of their own (the queue bounds them). The 2-D lab keeps the default limit of 1.
+# concurrently, without a limit of their own (the queue, --max-queue, bounds them). The 2-D lab keeps the default limit of 1.
 SAMPLING = dict(concurrency_limit=None)
+LADDER_MAX_COST = 1.5      # the w ladder is sampled for comparisons up to this many default comparisons
 TOY_LAB = toy_lab.ToyLab()
 GUIDED = METHODS[1:]
 SLIDER_MAX = 10.0          # the sliders' range of w (the API accepts up to LIMITS.max_weight)
@@ -134,8 +128,13 @@ def on_compare(*values, progress=gr.Progress()):
 def on_ladder(*settings):
     """Sample the w ladder of every guided method in the background (steps run only while no visitor waits
     for a result), so that moving w along it is instant."""
-    base, _ = _settings(*settings)
+    base, weights = _settings(*settings)
     explorer = _explorer()
+    size = ex.cost(ex.comparison_requests(base, METHODS, weights)) / ex.REFERENCE_COST
+    if size > LADDER_MAX_COST:           # the ladder costs ~15 comparisons: only for default-sized settings
+        yield (f"No w ladder for settings this large ({size:.1f}x a default comparison): each w change samples. "
+               f"Fewer samples or steps bring it back.")
+        return
     live = explorer.sweep_live(base, GUIDED, ex.LADDER, background=True)
     missing = explorer.missing(ex.sweep_requests(base, GUIDED, ex.LADDER))
     if missing:
@@ -150,6 +149,7 @@ def on_ladder(*settings):
            " shows the result at once; other values are sampled.")
 
 
+@gpu
 def on_trajectory(*values, progress=gr.Progress()):
     """Filmstrip, GIF and per-step plots of the followed sample (recomputed if not cached: same seed, same
     result)."""
@@ -346,29 +346,23 @@ def build() -> gr.Blocks:
     return blocks
 
 
+def attach(explorer: ex.Explorer, out_dir: Path) -> None:
+    """The loaded models and this run's private output folder, for the handlers (demo/server.py calls it)."""
+    global EXPLORER, OUT_DIR
+    EXPLORER, OUT_DIR = explorer, out_dir
+    TOY_LAB.budget = explorer.budget
+
+
 def main() -> None:
-    global EXPLORER
-    parser = argparse.ArgumentParser(description="Guidance Lab")
-    parser.add_argument("--host", default=os.environ.get("GUIDANCE_LAB_HOST", "127.0.0.1"),
-                        help="bind address; 0.0.0.0 to serve a classroom LAN")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GUIDANCE_LAB_PORT", "7860")))
-    parser.add_argument("--device", default=os.environ.get("GUIDANCE_LAB_DEVICE", "cpu"))
-    args = parser.parse_args()
-    folder = Path(os.environ.get("GUIDANCE_LAB_WEIGHTS", str(WEIGHTS_DIR)))   # operator setting, never a request
-    try:
-        EXPLORER = ex.Explorer(COMPUTE.call(Models.load, folder, device=args.device))   # see demo/compute.py
-        COMPUTE.call(prepare, EXPLORER)
-    except Exception as error:  # a clear start-up message, not a traceback
-        raise SystemExit(f"Guidance Lab cannot start: {error}") from None
-    serve(args.host, args.port)
+    """Settings, checks, weights, device and the start-up block: demo/server.py."""
+    server.main(server.AppParts(serve=serve, prepare=prepare, attach=attach))
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> gr.Blocks:
+def serve(host: str = "127.0.0.1", port: int = 7860, block: bool = True, max_queue: int = server.MAX_QUEUE
+          ) -> gr.Blocks:
     """Build the UI and start the server (returns once it accepts connections if block is False)."""
-    blocks = build().queue(max_size=MAX_QUEUE, default_concurrency_limit=1)
-    blocks.launch(server_name=host, server_port=port, show_error=False, theme=gr.themes.Soft(), css=CSS,
-                  footer_links=["gradio"], prevent_thread_lock=not block, max_threads=2 * MAX_QUEUE + 8)
-    return blocks
+    return server.launch(build(), host, port, block=block, max_queue=max_queue, theme=gr.themes.Soft(), css=CSS,
+                         footer_links=["gradio"])
 
 
 CSS = (ROOT / "assets" / "style.css").read_text()

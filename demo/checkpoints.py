@@ -57,12 +57,32 @@ def save_tensors(tensors: dict[str, torch.Tensor], name: str, meta: dict, folder
     manifest_path.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
 
 
-def _verified(folder: Path, file: str) -> Path:
-    path = folder / file
-    manifest_path = folder / MANIFEST
+def read_manifest(folder: Path) -> dict[str, str]:
+    """file name -> sha256, from folder/MANIFEST.json (CheckpointError naming it if missing or unreadable)."""
+    manifest_path = Path(folder) / MANIFEST
     if not manifest_path.exists():
         raise CheckpointError(f"{manifest_path} is missing; {RESTORE_HINT}")
-    expected = json.loads(manifest_path.read_text()).get(file)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (ValueError, OSError) as error:                  # UnicodeDecodeError and JSONDecodeError included
+        raise CheckpointError(f"{manifest_path} is corrupt ({error}); {RESTORE_HINT}") from None
+    if not isinstance(manifest, dict) or not all(isinstance(v, str) for v in manifest.values()):
+        raise CheckpointError(f"{manifest_path} is corrupt (not a JSON object of file -> sha256); {RESTORE_HINT}")
+    return manifest
+
+
+def verify_folder(folder: Path) -> list[str]:
+    """Check every file the manifest lists against its sha256; the files checked (first failure raises)."""
+    manifest = read_manifest(folder)
+    for file in sorted(manifest):
+        _verified(Path(folder), file, manifest)
+    return sorted(manifest)
+
+
+def _verified(folder: Path, file: str, manifest: dict[str, str] | None = None) -> Path:
+    path = folder / file
+    manifest_path = folder / MANIFEST
+    expected = (manifest if manifest is not None else read_manifest(folder)).get(file)
     if expected is None:
         raise CheckpointError(f"{file} is not listed in {manifest_path}; {RESTORE_HINT}")
     if not path.exists():

@@ -7,10 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
+import network_guard
 from demo.toy import GaussianMixture, MixtureClassifier, three_class_mixture
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+GUARD = network_guard.install_for_session()     # no test reaches past loopback, nor do the processes they start
+
+
+def pytest_sessionfinish(session, exitstatus):
+    network_guard.finish_session(session, GUARD)
 
 
 @pytest.fixture(scope="session")

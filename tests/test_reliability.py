@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, launch_app
+from conftest import ROOT, free_port, launch_app
 from demo.config import Interval, SamplerConfig
 from demo.pipeline import Request, RequestError
 
@@ -61,8 +61,8 @@ def test_engine_accepts_the_edges():
 
 def start_with_weights(folder: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "GUIDANCE_LAB_WEIGHTS": str(folder), "GRADIO_ANALYTICS_ENABLED": "False"}
-    return subprocess.run([sys.executable, "app.py", "--port", "1"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run([sys.executable, "app.py", "--port", str(free_port())], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.slow
@@ -100,36 +100,6 @@ def rss_mb(pid: int) -> float:
     return math.nan
 
 
-NETWORK_GUARD = textwrap.dedent('''
-    import ipaddress, os, socket
-    _log = os.environ["NETWORK_LOG"]
-    def _record(address):
-        host = address[0] if isinstance(address, tuple) else str(address)
-        try:
-            if ipaddress.ip_address(host).is_loopback:
-                return
-        except ValueError:
-            if host in ("localhost",):
-                return
-        with open(_log, "a") as f:
-            f.write(repr(address) + "\\n")
-    _connect, _connect_ex, _getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
-    def connect(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            _record(address)
-        return _connect(self, address)
-    def connect_ex(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            _record(address)
-        return _connect_ex(self, address)
-    def getaddrinfo(host, *args, **kwargs):
-        if host is not None:
-            _record((host.decode() if isinstance(host, bytes) else host,))
-        return _getaddrinfo(host, *args, **kwargs)
-    socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
-''')
-
-
 def listening_addresses(port: int) -> set[str]:
     """Local IPv4 addresses LISTENing on `port`, read from /proc/net/tcp."""
     found = set()
@@ -144,10 +114,8 @@ def listening_addresses(port: int) -> set[str]:
 @pytest.mark.slow
 def test_load_cancellation_memory_and_no_outbound_connections(tmp_path):
     from gradio_client import Client
-    (tmp_path / "sitecustomize.py").write_text(NETWORK_GUARD)
-    log = tmp_path / "network.log"
-    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "NETWORK_LOG": str(log)}
-    with launch_app(env) as (url, process):
+    log = tmp_path / "network.log"                      # the session's network guard (conftest) refuses and logs
+    with launch_app({"NETWORK_LOG": str(log)}) as (url, process):
         assert listening_addresses(int(url.rsplit(":", 1)[1])) == {"127.0.0.1"}      # loopback by default
         args = (6, 2.0, 6, "ddim", 2, 42, 0.0, 80.0)
         reference = Client(url, verbose=False, download_files=str(tmp_path / "ref")).predict(

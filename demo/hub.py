@@ -1,0 +1,104 @@
+"""Weights on the Hugging Face Hub (optional; the local weights/ folder is the default).
+
+    GUIDANCE_LAB_WEIGHTS=hf://owner/repo[@revision]    (or --weights)
+
+downloads the repo once into the Hugging Face cache (later starts use the cache and make no request) and then
+verifies every file against the repo's MANIFEST.json, as the local folder is. `python -m demo.publish` uploads.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoints import MANIFEST, sha256, verify_folder
+
+PREFIX = "hf://"
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
+CARD = "README.md"                                     # the model card, uploaded with the weights
+
+
+class HubError(RuntimeError):
+    """A hub address that is malformed or cannot be fetched; the message is one line."""
+
+
+@dataclass(frozen=True)
+class HubWeights:
+    repo_id: str
+    revision: str | None = None                        # a branch, tag or commit; None: the default branch
+
+    @property
+    def address(self) -> str:
+        return PREFIX + self.repo_id + (f"@{self.revision}" if self.revision else "")
+
+
+def parse(spec: str) -> HubWeights:
+    """hf://owner/repo[@revision] -> HubWeights."""
+    body = spec[len(PREFIX):]
+    repo_id, at, revision = body.partition("@")
+    if not REPO_ID.match(repo_id) or (at and not revision):
+        raise HubError(f"weights address {spec!r} is not hf://owner/repo or hf://owner/repo@revision")
+    return HubWeights(repo_id, revision or None)
+
+
+def download(repo_id: str, revision: str | None, local_files_only: bool) -> str:
+    """huggingface_hub.snapshot_download into the HF cache (tests replace this function: no network)."""
+    from huggingface_hub import constants, snapshot_download
+    offline = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = offline and local_files_only     # app.py sets offline; an hf:// address asks
+    try:
+        return snapshot_download(repo_id=repo_id, revision=revision, local_files_only=local_files_only)
+    finally:
+        constants.HF_HUB_OFFLINE = offline
+
+
+def fetch(weights: HubWeights) -> Path:
+    """The local snapshot folder of `weights`, from the cache if it is there, else downloaded."""
+    try:
+        return Path(download(weights.repo_id, weights.revision, local_files_only=True))
+    except Exception:                                  # not cached yet (huggingface_hub's error types vary)
+        pass
+    try:
+        return Path(download(weights.repo_id, weights.revision, local_files_only=False))
+    except Exception as error:
+        detail = " ".join(str(error).split())[:160]
+        raise HubError(f"cannot download {weights.address}: {type(error).__name__}: {detail}") from None
+
+
+def resolve(spec: str, default: Path) -> Path:
+    """The weights folder named by a setting: '' -> default, hf://... -> a verified snapshot, else a path."""
+    if not spec:
+        return default
+    if spec.startswith(PREFIX):
+        folder = fetch(parse(spec))
+        verify_folder(folder)
+        return folder
+    folder = Path(spec).expanduser()
+    if not folder.is_dir():
+        raise HubError(f"weights folder {folder} does not exist (GUIDANCE_LAB_WEIGHTS / --weights)")
+    return folder
+
+
+# ---- publishing ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UploadFile:
+    name: str
+    size: int
+    sha256: str
+
+
+def upload_plan(folder: Path) -> list[UploadFile]:
+    """What `python -m demo.publish` uploads: every verified manifest file, the manifest and the model card."""
+    folder = Path(folder)
+    names = [*verify_folder(folder), MANIFEST] + ([CARD] if (folder / CARD).is_file() else [])
+    return [UploadFile(name, (folder / name).stat().st_size, sha256(folder / name)) for name in sorted(names)]
+
+
+def upload(repo_id: str, folder: Path, files: list[UploadFile], private: bool) -> str:
+    """Create the model repo if needed and upload exactly `files` in one commit; the commit URL."""
+    from huggingface_hub import create_repo, upload_folder
+    create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    info = upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
+                         allow_patterns=[f.name for f in files], commit_message="Guidance Lab weights")
+    return str(getattr(info, "commit_url", info))

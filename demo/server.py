@@ -1,0 +1,201 @@
+"""Start-up of `python app.py`: settings (demo/settings.py), fail-fast checks, weights and device, the guarded
+server, one start-up block, and a clean exit. app.py keeps the layout and wiring and hands them over as AppParts.
+
+Every start-up fault is one line on stderr and exit status 1; the address is checked before the weights load.
+"""
+from __future__ import annotations
+
+import atexit
+import errno
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import addresses, files, hub
+from .checkpoints import WEIGHTS_DIR, CheckpointError, verify_folder
+from .compute import COMPUTE
+from .guard import MAX_BODY, RequestGuard, one_line, quiet_user_errors, setup_log, unprinted_user_errors
+from .settings import MAX_QUEUE, Settings, StartupError, parse_settings
+
+OUTPUT_PREFIX = "guidance_lab-"
+
+
+@dataclass(frozen=True)
+class AppParts:
+    """What app.py hands over: serve(host, port, block, max_queue) -> Blocks, prepare(explorer) warms the cache,
+    attach(explorer, output_folder) installs both for the handlers."""
+    serve: Callable
+    prepare: Callable
+    attach: Callable
+
+
+# ---- the machine: address, output folder, device --------------------------------------------------------------
+
+def check_address(host: str, port: int) -> None:
+    """Bind a test socket (as the server will) so that a taken port fails now, not after the weights load."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise StartupError(f"cannot listen on {host!r}: not an address of this machine ({error.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise StartupError(f"port {port} is already in use on {host} (another Guidance Lab?); "
+                                   f"choose another with --port or GUIDANCE_LAB_PORT") from None
+            if error.errno == errno.EACCES:
+                raise StartupError(f"no permission to listen on port {port} (ports below 1024 need privileges); "
+                                   f"choose a port from 1024 with --port") from None
+            raise StartupError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+def make_output_folder(environ) -> Path:
+    """A private folder (mode 700) for this run's files, in $TMPDIR (strictly: no silent fallback)."""
+    parent = environ.get("TMPDIR") or tempfile.gettempdir()
+    try:
+        return Path(tempfile.mkdtemp(prefix=OUTPUT_PREFIX, dir=parent))
+    except FileNotFoundError:
+        problem = "does not exist"
+    except NotADirectoryError:
+        problem = "is a file, not a folder"
+    except OSError as error:
+        problem = f"is not writable ({error.strerror})"
+    raise StartupError(f"the temp folder {parent} {problem}; set TMPDIR to a writable folder")
+
+
+def zerogpu(environ):
+    """The `spaces` module on a ZeroGPU Space, else None. Every Gradio Space has `spaces` installed, so
+    SPACES_ZERO_GPU (set by ZeroGPU, and what spaces.GPU itself checks) tells ZeroGPU from CPU hardware."""
+    if not environ.get("SPACE_ID") or environ.get("SPACES_ZERO_GPU", "").lower() not in ("1", "t", "true"):
+        return None
+    try:
+        import spaces
+    except ImportError:
+        return None
+    return spaces
+
+
+def use_zerogpu(spaces) -> None:
+    """Each handler call becomes one spaces.GPU call holding all its torch work (demo/compute.py says why)."""
+    COMPUTE.use_device_call(lambda fn: spaces.GPU(unprinted_user_errors(fn)))
+
+
+def resolve_device(requested: str, on_zerogpu: bool, cuda_available: Callable[[], bool] = torch.cuda.is_available
+                   ) -> str:
+    if requested == "auto":
+        return "cuda" if on_zerogpu or cuda_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise StartupError(f"unknown device {requested!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not (on_zerogpu or cuda_available()):
+        raise StartupError(f"device {requested} asked for, but torch {torch.__version__} sees no CUDA GPU; "
+                           f"use --device auto or cpu")
+    return requested
+
+
+def describe_device(device: str, on_zerogpu: bool) -> str:
+    if on_zerogpu:
+        return "cuda (ZeroGPU: a GPU is attached for each request)"
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    threads = torch.get_num_threads()
+    return f"{device} ({threads} thread{'' if threads == 1 else 's'})"
+
+
+def startup_block(settings: Settings, device: str, checked: list[str], weights: Path, output: Path,
+                  environ) -> str:
+    wildcard = settings.host in ("0.0.0.0", "::", "")
+    url = addresses.url
+    local = url("127.0.0.1" if settings.host in ("0.0.0.0", "") else "::1" if settings.host == "::"
+                else settings.host, settings.port)
+    lines = ["Guidance Lab is running.", f"  Local:   {local}"]
+    if settings.space_id:
+        lines.append(f"  Space:   {addresses.space_url(settings.space_id, environ) or settings.space_id}")
+    elif not addresses.is_loopback(settings.host):
+        lan = addresses.lan_addresses() if wildcard else [settings.host]
+        lines += [f"  LAN:     {url(address, settings.port)}   (students type this address)" for address in lan]
+        if not lan:
+            lines.append("  LAN:     no network interface with an IPv4 address was found")
+    lines += [f"  Device:  {device} · weights verified ({len(checked)} files, sha256, {weights})",
+              f"  Files:   {output} (at most {settings.max_output_mb} MB; deleted at exit)",
+              f"  Budget:  a request may cost {settings.budget:g} default comparisons (--budget)",
+              "  Stop with Ctrl+C."]
+    return "\n".join(lines)
+
+
+# ---- the server ---------------------------------------------------------------------------------------------------
+
+def launch(blocks, host: str, port: int, *, block: bool = True, max_queue: int = MAX_QUEUE, **options):
+    """Queue and launch `blocks` quietly behind RequestGuard, with user errors logged in one line."""
+    from starlette.middleware import Middleware
+    quiet_user_errors(blocks)
+    options.setdefault("max_threads", 2 * max_queue + 8)       # handlers mostly wait: a thread per queued event
+    blocks.queue(max_size=max_queue, default_concurrency_limit=1)
+    blocks.launch(server_name=host, server_port=port, show_error=False, quiet=True, prevent_thread_lock=not block,
+                  max_file_size=MAX_BODY, app_kwargs={"middleware": [Middleware(RequestGuard, max_body=MAX_BODY)]},
+                  **options)
+    return blocks
+
+
+def start(parts: AppParts, argv: list[str] | None, environ) -> tuple:
+    """Everything up to a listening server; (blocks, output folder)."""
+    from .explorer import Explorer
+    from .pipeline import Models
+    settings = parse_settings(argv, environ)
+    check_address(settings.host, settings.port)                 # before anything slow
+    root = make_output_folder(environ)
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(root))        # Gradio serves our files from it without copies
+    output = root / "files"
+    output.mkdir()
+    files.set_bound(files.Bound(limit_bytes=settings.max_output_mb * 2**20))
+    spaces = zerogpu(environ)
+    device = resolve_device(settings.device, spaces is not None)
+    if spaces is not None:
+        use_zerogpu(spaces)
+    folder = hub.resolve(settings.weights, WEIGHTS_DIR)
+    checked = verify_folder(folder)
+    explorer = Explorer(COMPUTE.call(Models.load, folder, device=device), budget=settings.budget)
+    parts.attach(explorer, output)
+    if spaces is None:                                          # ZeroGPU has no GPU before the first request
+        COMPUTE.call(parts.prepare, explorer)
+    blocks = parts.serve(settings.host, settings.port, block=False, max_queue=settings.max_queue)
+    print(startup_block(settings, describe_device(device, spaces is not None), checked, folder, output, environ),
+          flush=True)
+    return blocks, root
+
+
+def wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+def main(parts: AppParts, argv: list[str] | None = None) -> None:
+    setup_log()
+    try:
+        blocks, root = start(parts, argv, os.environ)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except (StartupError, CheckpointError, hub.HubError) as error:
+        raise SystemExit(f"Guidance Lab cannot start: {one_line(error, 10_000)}") from None
+    except Exception as error:                                  # unexpected, but still one line
+        raise SystemExit(f"Guidance Lab cannot start: {type(error).__name__}: {one_line(error, 10_000)}") from None
+    wait_for_signal()
+    blocks.close()
+    shutil.rmtree(root, ignore_errors=True)
+    print("Guidance Lab stopped.", flush=True)

@@ -1,0 +1,98 @@
+"""The app's settings, highest first: command-line flags; GUIDANCE_LAB_HOST / _PORT / _DEVICE / _WEIGHTS /
+_MAX_QUEUE / _MAX_OUTPUT_MB / _BUDGET; Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (what Hugging Face Spaces set);
+defaults: 127.0.0.1:7860, or 0.0.0.0 on a Space (SPACE_ID set), whose proxy cannot reach 127.0.0.1.
+A bad value is a StartupError of one line naming the flag or variable.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+MAX_QUEUE = 64
+
+
+def one_line(text, limit: int = 80) -> str:
+    """text on one line, cut to `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+class StartupError(RuntimeError):
+    """A setting or the machine stops the app from starting; the message is one line and says what to do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    device: str = "auto"                # auto: cuda when available (or ZeroGPU), else cpu
+    weights: str = ""                   # '' = weights/; a folder; or hf://owner/repo[@revision]
+    max_queue: int = MAX_QUEUE          # requests waiting at most; more are refused with "queue full"
+    max_output_mb: int = 200            # the output folder's size limit (least recently used files go)
+    budget: float = 8.0                 # what one request may cost, in default comparisons
+    space_id: str | None = None         # Hugging Face Spaces sets SPACE_ID=owner/name
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):                          # one line, not usage + message
+        raise StartupError(message)
+
+
+def parse_settings(argv: list[str] | None, environ) -> Settings:
+    parser = _Parser(prog="python app.py", description="Guidance Lab: diffusion guidance methods side by side.")
+    parser.add_argument("--host", help="address to listen on; 0.0.0.0 serves a classroom LAN")
+    parser.add_argument("--port", help="port (default 7860)")
+    parser.add_argument("--device", help="auto (default), cpu or cuda")
+    parser.add_argument("--weights", help="weights folder or hf://owner/repo[@revision] (default: weights/)")
+    parser.add_argument("--max-queue", help=f"requests that may wait (default {MAX_QUEUE})")
+    parser.add_argument("--max-output-mb", help="size limit of the output folder in MB (default 200)")
+    parser.add_argument("--budget", help="what one request may cost, in default comparisons (default 8; raise "
+                        "it on a single-user laptop)")
+    args = parser.parse_args(argv)
+
+    def pick(flag: str, value, *names: str) -> tuple[str | None, str]:
+        if value is not None:
+            return value, flag
+        for name in names:
+            if environ.get(name, "").strip():
+                return environ[name].strip(), name
+        return None, flag
+
+    space_id = environ.get("SPACE_ID", "").strip() or None
+    host, source = pick("--host", args.host, "GUIDANCE_LAB_HOST", "GRADIO_SERVER_NAME")
+    if host is not None and (not host.strip() or any(c in host for c in " /\\@")):
+        raise StartupError(f"{source} must be an address such as 127.0.0.1 or 0.0.0.0, got {host!r}")
+    return Settings(
+        host=host or ("0.0.0.0" if space_id else Settings.host),
+        port=_whole(*pick("--port", args.port, "GUIDANCE_LAB_PORT", "GRADIO_SERVER_PORT"), Settings.port, 1, 65535),
+        device=(pick("--device", args.device, "GUIDANCE_LAB_DEVICE")[0] or "auto").lower(),
+        weights=pick("--weights", args.weights, "GUIDANCE_LAB_WEIGHTS")[0] or "",
+        max_queue=_whole(*pick("--max-queue", args.max_queue, "GUIDANCE_LAB_MAX_QUEUE"), MAX_QUEUE, 1, 10_000),
+        max_output_mb=_whole(*pick("--max-output-mb", args.max_output_mb, "GUIDANCE_LAB_MAX_OUTPUT_MB"),
+                             Settings.max_output_mb, 1, 1_000_000),
+        budget=_number(*pick("--budget", args.budget, "GUIDANCE_LAB_BUDGET"), Settings.budget, 0.1, 1e6),
+        space_id=space_id)
+
+
+def _whole(text: str | None, source: str, default: int, lo: int, hi: int) -> int:
+    if text is None:
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise StartupError(f"{source} must be a whole number from {lo} to {hi}, got {one_line(text, 40)!r}") from None
+    if not lo <= value <= hi:
+        raise StartupError(f"{source} must be a whole number from {lo} to {hi}, got {value}")
+    return value
+
+
+def _number(text: str | None, source: str, default: float, lo: float, hi: float) -> float:
+    if text is None:
+        return default
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise StartupError(f"{source} must be a number from {lo:g} to {hi:g}, got {one_line(text, 40)!r}") from None
+    if not lo <= value <= hi:                      # also refuses nan
+        raise StartupError(f"{source} must be a number from {lo:g} to {hi:g}, got {value:g}")
+    return value
