@@ -87,9 +87,6 @@ def test_missing_weights_stop_start_up_with_a_clear_message(tmp_path):
 
 # ---- the server under load, cancellation, memory, network --------------------------------------------------
 
-def pixels(gallery) -> list[np.ndarray]:
-    return [np.asarray(Image.open(item["image"])) for item in gallery]
-
 
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
