@@ -11,6 +11,7 @@ with D the class-conditional denoiser (x0 estimate) and Delta the method's direc
     classifier (Dhariwal & Nichol 2021)       Delta = sigma^2 grad_x log p(c|x, sigma)
                                                                                eps form: eps - w sigma grad log p
     gradient-free classifier (Shenoy et al.)  Delta = a * (D(x|c) - D(x|c_ref)),  c_ref, a from a classifier
+    GFCG + autoguidance (our guess)           Delta = a * (D(x|c) - D_weak(x|c_ref))
 
 Mapping to other code bases: EDM2's `guidance` = 1 + w; diffusers' / k-diffusion's CFG scale = 1 + w;
 guided-diffusion's `classifier_scale` = w. Since D = x - sigma * eps and score = (D - x) / sigma^2 (Tweedie),
@@ -20,10 +21,16 @@ gives exactly the same D_w (tests/test_guidance.py checks both on an analytic Ga
 GFCG rule implemented here: a rule inferred from the abstract of Shenoy et al. 2024 (arXiv 2411.15393), not
 checked against the paper's equations (its method section and code were not available to us). The abstract
 says: "a time-adaptive reference class label and corresponding guidance scale are determined at each time
-step", using the classifier "solely in inference mode". Our rule: the noisy classifier, without gradient,
-reads the current x at the current sigma; p = softmax(logits(x, sigma)); c_ref = argmax_{k != c} p_k (the
-class the sample is most confused with); a = 1 - p_c (~1 while the sample is ambiguous, -> 0 once it is
-clearly class c). D(x|c) and D(x|c_ref) are evaluated in one batched forward pass.
+step", using the classifier "solely in inference mode". The default rule: the noisy classifier, without
+gradient, reads the current x at the current sigma; p = softmax(logits(x, sigma)); c_ref = argmax_{k != c} p_k
+(the class the sample is most confused with); a = 1 - p_c (~1 while the sample is ambiguous, -> 0 once it is
+clearly class c). D(x|c) and D(x|c_ref) are evaluated in one batched forward pass. Three fields make the
+choices the abstract leaves open explicit (GFCG_OPTIONS; the first value of each is the default above):
+  reads      "x_t": the classifier reads x at sigma;  "x0": it reads the x0 estimate D(x|c) at SIGMA_READ_X0
+  reference  "confused": c_ref = argmax_{k != c} p_k;  "null": the unconditional label (CFG's direction, GFCG's a)
+  scale      "1-p": a = 1 - p_c;  "margin": a = min(1, p_ref / p_c), p_ref = max_{k != c} p_k
+The sixth method, GFCG + autoguidance, takes the reference prediction from the weak network instead:
+Delta = a (D(x|c) - D_weak(x|c_ref)). The paper names this combination; the rule is our guess, not its equations.
 
 How a method is written: one class with two plain methods and its facts as class attributes.
   requests(net, x, label, belief) -> list[Call]       the denoiser evaluations it needs
@@ -31,15 +38,16 @@ How a method is written: one class with two plain methods and its facts as class
 A method that needs p(c|x) (or its gradient) names its classifier in `classifier_used`. Every evaluation has
 the same two rounds: first every classifier (the method's, or the p(c|x) probe the trajectory records), then
 every denoiser. `evaluate_together` runs any number of evaluations in lockstep and, each round, calls every
-network ONCE on the concatenation of all rows asked of it (a comparison's five methods: one denoiser call of
-40 + 16 rows per step instead of five small ones). The neutral setting (w = 0) and the guidance interval
-(Kynkaanniemi et al. 2024: guide only for sigma_lo < sigma <= sigma_hi) are handled once, there, and skip
-the extra evaluations. Subclassing with `key="name"` registers a method in GUIDANCE; nothing else changes.
+network ONCE on the concatenation of all rows asked of it (a comparison of the six methods at 8 samples: one
+denoiser call of 48 + 16 rows and one weak-network call of 16 rows per step instead of many small ones). The
+neutral setting (w = 0) and the guidance interval (Kynkaanniemi et al. 2024: guide only for
+sigma_lo < sigma <= sigma_hi) are handled once, there, and skip the extra evaluations. Subclassing with
+`key="name"` registers a method in GUIDANCE; nothing else changes.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -55,6 +63,17 @@ class Call(NamedTuple):
     model: Callable
     x: Tensor
     label: Tensor
+
+
+class Given:
+    """The "model" of a Call whose output is already known (computed earlier in the step): returns it as is."""
+
+    def __init__(self, output: Tensor):
+        self.output = output
+
+    def __call__(self, x: Tensor, sigma: float | Tensor, label: Tensor) -> Tensor:
+        assert len(x) == len(self.output), "a Given output answers exactly the Call it was made for"
+        return self.output
 
 
 class Belief(NamedTuple):
@@ -241,10 +260,31 @@ class ClassifierFree(Guidance, key="cfg"):
         return cond, cond - uncond
 
 
+SIGMA_READ_X0 = 0.002          # GFCG reads="x0": the noise level the classifier is told (SamplerConfig().sigma_min)
+GFCG_OPTIONS: dict[str, tuple[str, ...]] = {      # GFCG's open choices; the first value of each is the default
+    "reads": ("x_t", "x0"),
+    "reference": ("confused", "null"),
+    "scale": ("1-p", "margin"),
+}
+
+
 @dataclass(frozen=True)
 class GradientFree(Guidance, key="gfcg"):
-    """Shenoy et al. (2024), GFCG as inferred from its abstract: Delta = a (D(x|c) - D(x|c_ref)) (module docstring)."""
+    """Shenoy et al. (2024), GFCG: Delta = a (D(x|c) - D(x|c_ref)), with c_ref and a from a classifier used without
+    gradient. A rule inferred from the abstract, not checked against the paper's equations (module docstring).
+
+    reads      what the classifier reads: "x_t" the noisy x at sigma (default), or "x0" the conditional x0
+               estimate D(x|c) at SIGMA_READ_X0 (D(x|c) is computed before c_ref is chosen and reused: still
+               two denoiser evaluations per step; the classifier runs on x0 in `requests` and again in `combine`)
+    reference  the reference class: "confused" c_ref = argmax_{k != c} p_k (default), or "null" the
+               unconditional label (an ablation: GFCG's scale a on classifier-free guidance's direction)
+    scale      a: "1-p" a = 1 - p_c (default), or "margin" a = min(1, p_ref / p_c), p_ref = max_{k != c} p_k
+               (= p_{c_ref} for reference="confused"); both lie in [0, 1] and vanish as p_c -> 1
+    """
     classifier: Any = None
+    reads: str = "x_t"
+    reference: str = "confused"
+    scale: str = "1-p"
     title: ClassVar[str] = "Gradient-free classifier guidance"
     short_title: ClassVar[str] = "Gradient-free"
     paper: ClassVar[str] = "Shenoy et al. 2024"
@@ -253,16 +293,50 @@ class GradientFree(Guidance, key="gfcg"):
     default_weight: ClassVar[float] = 3.0
     requires: ClassVar[tuple[str, ...]] = ("classifier",)
 
+    def __post_init__(self):
+        for name, allowed in GFCG_OPTIONS.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{self.key}: {name} must be one of {', '.join(map(repr, allowed))}, "
+                                 f"got {getattr(self, name)!r}")
+
     def classifier_used(self):
         return self.classifier
 
+    def reference_net(self, net: Callable) -> Callable:
+        """The network that predicts D(x|c_ref)."""
+        return net
+
+    def reading(self, cond: Tensor, label: Tensor, belief: Belief) -> Belief:
+        """The classifier's belief that chooses c_ref and a: round 1's on x_t, or a fresh one on x0 = D(x|c)."""
+        return belief if self.reads == "x_t" else classify(self.classifier, cond, SIGMA_READ_X0, label, False)
+
+    def reference_class(self, probs: Tensor, label: Tensor) -> Tensor:
+        """c_ref (B,) from the classifier's p (B, K)."""
+        if self.reference == "null":
+            return torch.full_like(label, NULL_LABEL)
+        return probs.scatter(1, label[:, None], -1.0).argmax(dim=1)               # most-confused other class
+
+    def adaptive_scale(self, probs: Tensor, label: Tensor) -> Tensor:
+        """a (B,) in [0, 1] from the classifier's p (B, K)."""
+        if self.scale == "1-p":
+            return 1 - target_probability(probs, label)                           # confusion
+        p_c = target_probability(probs, label)
+        p_ref = probs.scatter(1, label[:, None], -1.0).amax(dim=1)                # max_{k != c} p_k
+        return torch.where(p_c > 0, p_ref / p_c, 1.0).clamp(0.0, 1.0)
+
     def requests(self, net, x, sigma, label, belief):
-        c_ref = belief.probs.scatter(1, label[:, None], -1.0).argmax(dim=1)       # most-confused other class
-        return [Call(net, x, label), Call(net, x, c_ref)]
+        first = Call(net, x, label)
+        if self.reads == "x0":                  # D(x|c) is needed to choose c_ref: compute it now, hand it on
+            cond = net(x, sigma, label)
+            first = Call(Given(cond), x, label)
+            if self.reference == "confused":
+                belief = self.reading(cond, label, belief)
+        c_ref = self.reference_class(belief.probs, label)
+        return [first, Call(self.reference_net(net), x, c_ref)]
 
     def combine(self, outputs, x, sigma, label, belief):
         cond, ref = outputs
-        a = 1 - target_probability(belief.probs, label)                          # confusion, (B,)
+        a = self.adaptive_scale(self.reading(cond, label, belief).probs, label)
         return cond, a.view(-1, *[1] * (cond.ndim - 1)) * (cond - ref)
 
 
@@ -286,18 +360,49 @@ class Autoguidance(Guidance, key="autoguidance"):
         return cond, cond - weak
 
 
+@dataclass(frozen=True)
+class GradientFreeAutoguidance(GradientFree, key="gfcg_ag"):
+    """GFCG + autoguidance: Delta = a (D(x|c) - D_weak(x|c_ref)), the reference prediction from the weak network.
+
+    Shenoy et al. (2024) report combining GFCG with autoguidance; how they combine them is not in the abstract.
+    This rule is OUR GUESS, not the paper's equations: GFCG's c_ref and a (same options), autoguidance's weak
+    network for the reference. Two denoiser evaluations per step (main at c, weak at c_ref)."""
+    weak_net: Any = None
+    title: ClassVar[str] = "GFCG + autoguidance"
+    short_title: ClassVar[str] = "GFCG + AG"
+    paper: ClassVar[str] = "Shenoy et al. 2024 (combination: our guess)"
+    colour: ClassVar[str] = "#7c3aed"
+    default_weight: ClassVar[float] = 1.0
+    requires: ClassVar[tuple[str, ...]] = ("classifier", "weak_net")
+
+    def reference_net(self, net):
+        return self.weak_net
+
+
 METHODS = tuple(GUIDANCE)      # the shipped methods, in display order (unguided first)
 
 
-def make_guidance(method: str, weight: float, interval: Interval = Interval(), **models: Any) -> Guidance:
-    """Build a method by name; `models` supplies what it `requires` (e.g. classifier=..., weak_net=...).
-    Unguided ignores w (its weight is 0)."""
+def option_names(method: str) -> tuple[str, ...]:
+    """The settings a method has besides weight, interval and its models (GFCG's: reads, reference, scale)."""
+    cls = GUIDANCE[method]
+    return tuple(f.name for f in fields(cls) if f.name not in ("weight", "interval", *cls.requires))
+
+
+def make_guidance(method: str, weight: float, interval: Interval = Interval(),
+                  options: Mapping[str, Any] | None = None, **models: Any) -> Guidance:
+    """Build a method by name; `models` supplies what it `requires` (e.g. classifier=..., weak_net=...) and
+    `options` its settings (e.g. options={"reads": "x0"} for gfcg / gfcg_ag). Unguided ignores w (weight 0)."""
     cls = GUIDANCE[method]
     missing = [name for name in cls.requires if models.get(name) is None]
     if missing:
         raise ValueError(f"guidance {method!r} needs {', '.join(missing)}")
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(option_names(method)))
+    if unknown:
+        raise ValueError(f"guidance {method!r} has no option {', '.join(map(repr, unknown))}; "
+                         f"its options: {', '.join(option_names(method)) or 'none'}")
     return cls(weight=0.0 if cls is Guidance else weight, interval=interval,
-               **{name: models[name] for name in cls.requires})
+               **{name: models[name] for name in cls.requires}, **options)
 
 
 def nfe_per_sample(method: str, weight: float, interval: Interval, sampler: SamplerConfig) -> int:

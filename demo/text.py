@@ -1,6 +1,6 @@
 """The words the app shows (kept out of app.py so the layout stays readable)."""
 
-HEADER = """**Guidance Lab** · one diffusion model, five ways to guide it: every column shares its seed and noise,
+HEADER = """**Guidance Lab** · one diffusion model, six ways to guide it: every column shares its seed and noise,
 so compare down a column. **w = 0 is unguided sampling for every method.**"""
 
 SWEEP_INTRO = """Samples at w ∈ {{{weights}}} for every guided method, with the digit, seed and settings of the Compare
@@ -17,6 +17,7 @@ CONVENTION = r"""**One convention for every method:** guided $D_w = D(x;\sigma,c
 | classifier-free | $D(x\mid c) - D(x\mid\varnothing)$ |
 | gradient-free CG | $a\,(D(x\mid c) - D(x\mid c_{ref}))$ |
 | autoguidance | $D(x\mid c) - D_{weak}(x\mid c)$ |
+| GFCG + autoguidance (our guess) | $a\,(D(x\mid c) - D_{weak}(x\mid c_{ref}))$ |
 
 EDM2's / diffusers' guidance scale is $1 + w$."""
 
@@ -52,12 +53,20 @@ At every step it reads the current $x$: $c_{ref}$ is the class the sample is mos
 $\Delta = a\,(D(x\mid c) - D(x\mid c_{ref}))$ pushes away from the *confusing class* rather than from the
 unconditional model, and fades out once the sample clearly belongs to $c$. (The authors' code is not public and
 their method section was not available to us: this is a rule inferred from the abstract, not checked against the
-paper's equations; `demo/guidance.py` states it exactly.)
+paper's equations; `demo/guidance.py` states it exactly.) Three choices the abstract leaves open are settings
+there, defaults first: what the classifier *reads* (the noisy $x$, or the model's current clean-image estimate
+$D(x\mid c)$), the *reference* ($c_{ref}$, or the null label: CFG's direction with GFCG's scale, to see whether
+the confusing class matters) and the *scale* ($1 - p_c$, or the margin $\min(1, p_{ref}/p_c)$).
 
 **Autoguidance** (Karras et al. 2024). Guide with a *worse version of the same model*: a smaller network trained
 for a fraction of the time. $\Delta = D(x\mid c) - D_{weak}(x\mid c)$, i.e. $D_{weak} + (1+w)(D - D_{weak})$.
 The weak model makes the same kind of errors, only more, so extrapolating away from it removes errors without
 collapsing the class onto a few prototypes.
+
+**GFCG + autoguidance** (Shenoy et al. 2024 report this combination; the rule here is our guess, not the
+paper's equations). Keep GFCG's $c_{ref}$ and scale $a$, but ask the *weak* model for the reference:
+$\Delta = a\,(D(x\mid c) - D_{weak}(x\mid c_{ref}))$. It pushes away from what a worse model would draw for the
+confusing class, and still fades out once the sample is clearly $c$. Two network evaluations per step.
 
 **Guidance interval** (Kynkäänniemi et al. 2024). Apply guidance only for $\sigma_{lo} < \sigma \le \sigma_{hi}$:
 at high noise it mostly reduces diversity, at low noise it barely matters.

@@ -1,13 +1,16 @@
 """Exact guidance math on a 2-D Gaussian mixture with analytic scores (no trained network involved)."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 import torch
 
 from demo.config import NULL_LABEL, Interval
-from demo.guidance import GUIDANCE, METHODS, Evaluation, evaluate_together, make_guidance
+from demo.guidance import GFCG_OPTIONS, GUIDANCE, METHODS, SIGMA_READ_X0, Belief, Evaluation, evaluate_together, \
+    make_guidance
+from demo.toy import MixtureClassifier
 
 SIGMAS = [0.05, 0.3, 1.0, 4.0]
 WEIGHTS = [0.5, 1.0, 3.0, 7.5]
@@ -88,6 +91,134 @@ def test_gfcg_rule(mixture, mixture_classifier, sigma):
     a = (1 - p[:, 1])[:, None]
     expected = mixture(x, sigma, c) + w * a * (mixture(x, sigma, c) - mixture(x, sigma, c_ref))
     torch.testing.assert_close(guided.denoised, expected, rtol=1e-9, atol=1e-9)
+
+
+def near_components(mixture, c: int, sigma: float = 0.05):
+    """Points at each component mean and a quarter of the way to every other one, kept where the nearest
+    component of a class != c is clearly nearer (by > 0.5) than any component of a third class."""
+    m = mixture.means
+    x = torch.cat([m + t * (m[j] - m) for j in range(len(m)) for t in (0.0, 0.25)]).unique(dim=0)
+    d = (x[:, None] - m[None]).norm(dim=-1)
+    own = mixture.classes[d.argmin(1)] == c                                   # inside class c's own component
+    d[:, mixture.classes == c] = math.inf
+    nearest = mixture.classes[d.argmin(1)]                                    # class of nearest competitor
+    third = d.masked_fill(mixture.classes[None] == nearest[:, None], math.inf).min(1).values
+    keep = third - d.min(1).values > 0.5
+    return x[keep], nearest[keep], own[keep]
+
+
+@pytest.mark.parametrize("c", [0, 1, 2])
+def test_gfcg_reference_is_the_nearest_competing_component(mixture, mixture_classifier, c):
+    """reference="confused" with the exact classifier at small sigma: c_ref = class of the nearest component
+    whose class is not c (also from inside c's own component)."""
+    x, nearest, own = near_components(mixture, c)
+    assert len(x) >= 20 and own.any()
+    label = labels(len(x), c)
+    gfcg = make_guidance("gfcg", 1.0, classifier=mixture_classifier)
+    calls = gfcg.requests(mixture, x, 0.05, label, Belief(mixture_classifier(x, 0.05).softmax(1)))
+    assert calls[1].label.tolist() == nearest.tolist()
+
+
+@pytest.mark.parametrize("scale", GFCG_OPTIONS["scale"])
+def test_gfcg_scale_vanishes_once_the_class_is_certain(mixture, mixture_classifier, scale):
+    gfcg = make_guidance("gfcg", 3.0, classifier=mixture_classifier, options={"scale": scale})
+    probs = mixture_classifier(points(256), 1.0).softmax(1)
+    for c in range(3):
+        a = gfcg.adaptive_scale(probs, labels(256, c))
+        assert a.min() >= 0 and a.max() <= 1 and a.max() > 0.5              # in [0, 1], not trivially 0
+    deep = mixture.means[2] + 0.1 * points(16, 1.0)                       # inside class 2's outer component
+    p_c = mixture_classifier(deep, 0.05).exp()[:, 2]
+    assert p_c.min() > 0.999
+    assert gfcg.adaptive_scale(mixture_classifier(deep, 0.05).softmax(1), labels(16, 2)).max() < 1e-3
+    assert gfcg(mixture, deep, 0.05, labels(16, 2)).delta.abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("sigma", [0.3, 2.0])
+def test_gfcg_null_reference_and_margin_scale(mixture, mixture_classifier, sigma):
+    x, c, w = points(), labels(64, 1), 2.0
+    p = mixture_classifier(x, sigma).softmax(1)
+    cond, null = mixture(x, sigma, c), mixture(x, sigma, labels(64, NULL_LABEL))
+    a = (1 - p[:, 1])[:, None]
+    gfcg = make_guidance("gfcg", w, classifier=mixture_classifier, options={"reference": "null"})
+    guided = gfcg(mixture, x, sigma, c)
+    assert torch.equal(guided.delta, w * (a * (cond - null)))
+    p_ref = p[:, [0, 2]].max(1)
+    c_ref = torch.tensor([0, 2])[p[:, [0, 2]].argmax(1)]
+    margin = torch.minimum(torch.ones(64, dtype=x.dtype), p_ref.values / p[:, 1])[:, None]
+    assert margin.min() < 0.5 and (margin == 1).any()                        # both regimes occur
+    guided = make_guidance("gfcg", w, classifier=mixture_classifier, options={"scale": "margin"})(mixture, x, sigma, c)
+    assert torch.equal(guided.delta, w * (margin * (cond - mixture(x, sigma, c_ref))))
+
+
+class SigmaLog(MixtureClassifier):
+    """The exact classifier, recording the noise levels it is asked about."""
+
+    def __init__(self, mixture):
+        super().__init__(mixture)
+        self.sigmas = []
+
+    def __call__(self, x, sigma):
+        self.sigmas.append(sigma)
+        return super().__call__(x, sigma)
+
+
+@pytest.mark.parametrize("method", ["gfcg", "gfcg_ag"])
+def test_gfcg_reading_x0_classifies_the_x0_estimate_at_the_lowest_noise(mixture, method):
+    x, c, w, sigma = points(), labels(64, 1), 2.0, 1.5
+    clf, net, weak = SigmaLog(mixture), CountingNet(mixture), CountingNet(mixture.widened(0.7))
+    guided = make_guidance(method, w, classifier=clf, weak_net=weak, options={"reads": "x0"})(net, x, sigma, c)
+    cond = mixture(x, sigma, c)
+    p = clf.mixture.logits(cond, SIGMA_READ_X0).softmax(1)                    # by hand: p(. | D(x|c), sigma_min)
+    c_ref = torch.tensor([0, 2])[p[:, [0, 2]].argmax(1)]
+    a = (1 - p[:, 1])[:, None]
+    ref = (weak.net if method == "gfcg_ag" else mixture)(x, sigma, c_ref)
+    torch.testing.assert_close(guided.delta, w * a * (cond - ref), rtol=1e-12, atol=1e-12)
+    assert a.max() > 0.1 and len(set(c_ref.tolist())) == 2                   # not trivially zero
+    assert SIGMA_READ_X0 in clf.sigmas and sigma in clf.sigmas                # x0 read, and x_t for the probe
+    assert net.samples + weak.samples == 2 * len(x) == GUIDANCE[method].nfe_per_step * len(x)
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 4.0])
+def test_gfcg_with_autoguidance_takes_the_reference_from_the_weak_net(mixture, mixture_classifier, sigma):
+    """GFCG + AG (our guess at the paper's combination): Delta = a (D(x|c) - D_weak(x|c_ref)), two evaluations."""
+    x, c, w = points(), labels(64, 1), 2.0
+    net, weak = CountingNet(mixture), CountingNet(mixture.widened(0.7))
+    guided = make_guidance("gfcg_ag", w, classifier=mixture_classifier, weak_net=weak)(net, x, sigma, c)
+    p = mixture_classifier(x, sigma).softmax(1)
+    c_ref = torch.tensor([0, 2])[p[:, [0, 2]].argmax(1)]
+    a = (1 - p[:, 1])[:, None]
+    expected = mixture(x, sigma, c) + w * a * (mixture(x, sigma, c) - weak.net(x, sigma, c_ref))
+    torch.testing.assert_close(guided.denoised, expected, rtol=1e-9, atol=1e-9)
+    assert net.samples == weak.samples == len(x)                              # 2 denoiser evaluations per sample
+    assert METHODS[:5] == ("unguided", "classifier", "cfg", "gfcg", "autoguidance") and METHODS[-1] == "gfcg_ag"
+    assert GUIDANCE["gfcg_ag"].colour not in {GUIDANCE[m].colour for m in METHODS[:-1]}
+
+
+@pytest.mark.parametrize("method", ["gfcg", "gfcg_ag"])
+def test_every_gfcg_variant_costs_two_evaluations_and_nothing_at_zero_weight(mixture, mixture_classifier, method):
+    x, c = points(16), labels(16, 0)
+    for values in itertools.product(*GFCG_OPTIONS.values()):
+        options = dict(zip(GFCG_OPTIONS, values))
+        for weight, cost in [(2.0, 2), (0.0, 1)]:
+            net, weak = CountingNet(mixture), CountingNet(mixture.widened(0.7))
+            g = make_guidance(method, weight, classifier=mixture_classifier, weak_net=weak, options=options)
+            pred = g(net, x, 0.7, c)
+            assert net.samples + weak.samples == cost * len(x), options
+            assert (torch.count_nonzero(pred.delta) > 0) == (weight > 0), options
+
+
+def test_guidance_options_are_checked(mixture_classifier):
+    assert make_guidance("gfcg", 1.0, classifier=mixture_classifier).reads == "x_t"
+    with pytest.raises(ValueError, match="'x_t', 'x0'"):
+        make_guidance("gfcg", 1.0, classifier=mixture_classifier, options={"reads": "x1"})
+    with pytest.raises(ValueError, match="'confused', 'null'"):
+        make_guidance("gfcg_ag", 1.0, classifier=mixture_classifier, weak_net=1, options={"reference": "nul"})
+    with pytest.raises(ValueError, match="'1-p', 'margin'"):
+        make_guidance("gfcg", 1.0, classifier=mixture_classifier, options={"scale": "p"})
+    with pytest.raises(ValueError, match="no option 'read'"):
+        make_guidance("gfcg", 1.0, classifier=mixture_classifier, options={"read": "x0"})
+    with pytest.raises(ValueError, match="no option 'reads'.*none"):
+        make_guidance("cfg", 1.0, options={"reads": "x0"})
 
 
 class CountingNet:
@@ -176,7 +307,7 @@ class LoggingNet:
 
 @pytest.mark.parametrize("sigma", [0.3, 4.0])
 def test_methods_evaluated_together_equal_each_alone_with_one_call_per_network(mixture, mixture_classifier, sigma):
-    """Lockstep batching (a comparison's five methods in one denoiser call per round) changes nothing but cost."""
+    """Lockstep batching (a comparison's methods in one denoiser call per round) changes nothing but cost."""
     net, weak, clf = LoggingNet(mixture), LoggingNet(mixture.widened(0.6)), LoggingNet(mixture_classifier)
     extras = {"classifier": clf, "weak_net": weak}
     guidances = [make_guidance(m, 2.5, **extras) for m in METHODS]
@@ -189,9 +320,10 @@ def test_methods_evaluated_together_equal_each_alone_with_one_call_per_network(m
         torch.testing.assert_close(b.denoised, a.denoised, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(b.p_target, a.p_target, rtol=1e-12, atol=1e-12)
     rows = {m: len(x) for m, x in zip(METHODS, xs)}
-    denoiser_rows = sum(GUIDANCE[m].nfe_per_step * n for m, n in rows.items()) - rows["autoguidance"]  # weak: own
-    assert net.batches == [denoiser_rows]                                     # ONE call for all five methods
-    assert weak.batches == [rows["autoguidance"]]
+    weak_rows = rows["autoguidance"] + rows["gfcg_ag"]                        # the weak network's own rows
+    denoiser_rows = sum(GUIDANCE[m].nfe_per_step * n for m, n in rows.items()) - weak_rows
+    assert net.batches == [denoiser_rows]                                     # ONE call for all the methods
+    assert weak.batches == [weak_rows]
     assert sorted(clf.batches) == sorted([rows["classifier"], sum(rows.values()) - rows["classifier"]])
 
 
@@ -216,18 +348,21 @@ def test_classifier_guidance_gradient_works_in_inference_mode(mixture, mixture_c
 
 def test_evaluations_at_different_noise_levels_share_one_call_and_equal_each_alone(mixture, mixture_classifier):
     """Runs at different steps of their trajectories can be batched: the networks get one sigma per row."""
-    net, clf = LoggingNet(mixture.__call__), LoggingNet(mixture_classifier)
+    clf = LoggingNet(mixture_classifier)
     cfg, cg = make_guidance("cfg", 2.0), make_guidance("classifier", 2.0, classifier=clf)
     rows = [(cfg, points(8), 0.3), (cfg, points(5) * 2, 4.0), (cg, points(6), 1.0)]
-    # the analytic mixture takes one sigma per call; wrap it to accept one per row
-    def per_row(x, sigma, label):
+
+    def per_row(x, sigma, label):           # the analytic mixture takes one sigma per call; this, one per row
         if isinstance(sigma, torch.Tensor) and sigma.ndim == 1:
             return torch.cat([mixture(x[i:i + 1], float(sigma[i]), label[i:i + 1]) for i in range(len(x))])
         return mixture(x, sigma, label)
+    net = LoggingNet(per_row)
     alone = [g(mixture, x, s, labels(len(x))) for g, x, s in rows]
-    together = evaluate_together([Evaluation(g, per_row, x, s, labels(len(x))) for g, x, s in rows])
+    clf.batches.clear()
+    together = evaluate_together([Evaluation(g, net, x, s, labels(len(x))) for g, x, s in rows])
     for a, b in zip(alone, together):
         torch.testing.assert_close(b.denoised, a.denoised, rtol=1e-12, atol=1e-12)
+    assert net.batches == [2 * 8 + 2 * 5 + 6] and clf.batches == [6]          # one call per network
 
 
 @pytest.mark.parametrize("sigma", [0.3, 2.0])
