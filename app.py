@@ -22,7 +22,7 @@ from demo import explorer as ex  # noqa: E402
 from demo import files, measured, server, toy_lab, views  # noqa: E402
 from demo.compute import on_compute_thread  # noqa: E402
 from demo.compute import on_device as gpu  # noqa: E402   handlers that use the models (ZeroGPU: demo/compute.py)
-from demo.config import LIMITS, NUM_CLASSES  # noqa: E402
+from demo.config import GUIDES, LIMITS, NUM_CLASSES  # noqa: E402
 from demo.guidance import GUIDANCE, METHODS  # noqa: E402
 from demo.pipeline import RequestError  # noqa: E402
 from demo.text import CONVENTION, EXPLANATION, HEADER, SWEEP_INTRO, TOY_INTRO  # noqa: E402
@@ -79,10 +79,21 @@ def _follow(live: ex.Live, progress, desc: str, num_outputs: int):
             yield (gr.skip(),) * num_outputs
 
 
-def _settings(label, mode, weight, w_classifier, w_cfg, w_gfcg, w_autoguidance, num_steps, sampler, num_samples,
-              seed, sigma_lo, sigma_hi):
-    return _user_errors(ex.parse_settings, label, mode, weight, (w_classifier, w_cfg, w_gfcg, w_autoguidance),
-                        num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
+def _settings(label, mode, weight, *values):
+    """The Compare widgets in `settings` order: label, mode, w, one w per guided method, the guide, then
+    steps, sampler, samples, seed and the interval."""
+    method_weights, (guide, *rest) = values[:len(GUIDED)], values[len(GUIDED):]
+    return _user_errors(ex.parse_settings, label, mode, weight, method_weights, *rest, guide=guide)
+
+
+GUIDE_INFO = "the weaker network autoguidance steers away from (How it works: what each guide shows)"
+
+
+def _guides_installed() -> set[str]:
+    """Guide keys the loaded weights offer (all of config.GUIDES before the models are attached)."""
+    if EXPLORER is None:
+        return {g.key for g in GUIDES}
+    return {GUIDES[0].key, *EXPLORER.models.guides}
 
 
 def _beyond_range(weights: dict[str, float]) -> str:
@@ -235,6 +246,9 @@ def build() -> gr.Blocks:
                             gr.Slider(0, SLIDER_MAX, value=measured.default_weight(m), step=0.25,
                                       label=f"w · {GUIDANCE[m].short_title}", info=_hint(m),
                                       elem_id=f"weight-{m}") for m in GUIDED]
+                    guide = gr.Dropdown([(g.label, g.key) for g in GUIDES if g.key in _guides_installed()],
+                                        value=GUIDES[0].key, label="Autoguidance's guide D_weak",
+                                        info=GUIDE_INFO, elem_id="guide")
                     ladder_status = gr.Markdown(elem_id="ladder-status")
                     with gr.Accordion("Settings: seed, samples, steps, interval", open=False):
                         with gr.Row():
@@ -305,10 +319,11 @@ def build() -> gr.Blocks:
         with gr.Tab("How it works"):
             gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
 
-        settings = [label, mode, weight, *method_weights, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi]
+        settings = [label, mode, weight, *method_weights, guide, num_steps, sampler, num_samples, seed, sigma_lo,
+                    sigma_hi]
         outputs = [comparison, summary, status, download]
         trajectory = [filmstrip, gif, plots]
-        compare_triggers = [blocks.load, generate.click, label.change, mode.change, weight.change,
+        compare_triggers = [blocks.load, generate.click, label.change, mode.change, weight.change, guide.change,
                             *(w.change for w in method_weights)]
         compare_event = gr.on(compare_triggers, on_compare, [*settings, follow], outputs, api_name="compare",
                               trigger_mode="always_last", show_progress="minimal", **SAMPLING)
@@ -317,7 +332,8 @@ def build() -> gr.Blocks:
                                              api_visibility="private", **SAMPLING)
         trajectory_event = compare_event.success(on_trajectory, [*settings, follow], trajectory,
                                                  api_name="trajectory", show_progress="minimal", **SAMPLING)
-        gr.on([generate.click, label.change, mode.change, weight.change, *(w.change for w in method_weights)],
+        gr.on([generate.click, label.change, mode.change, weight.change, guide.change,
+               *(w.change for w in method_weights)],
               None, cancels=[ladder_event], api_visibility="private")
         pick_event = comparison.click(on_pick, follow, follow, api_visibility="private")
         pick_event.then(on_trajectory, [*settings, follow], trajectory, api_visibility="private",

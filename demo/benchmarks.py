@@ -182,7 +182,8 @@ def method_rows(models: Models, base: Request, repeats: int) -> list[dict]:
     calls = call_times(models, base.num_samples, repeats)
     predicted = {"unguided": calls["net"], "cfg": calls["net_pair"], "autoguidance": calls["net"] + calls["weak"],
                  "classifier": calls["net"] + calls["classifier_grad"],
-                 "gfcg": calls["net_pair"] + calls["classifier"]}
+                 "gfcg": calls["net_pair"] + calls["classifier"],
+                 "gfcg_ag": calls["net"] + calls["weak"] + calls["classifier"]}
     requests = {m: replace(base, method=m) for m in METHODS}
     times = interleaved({m: (lambda r=r: generate_final(models, r)) for m, r in requests.items()}, repeats)
     rows = []

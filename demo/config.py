@@ -81,6 +81,26 @@ class Interval:
 
 
 @dataclass(frozen=True)
+class Guide:
+    """An autoguidance guide the app offers (Request.guide = key): weights/<file>.safetensors, from the guide
+    study (python -m demo.guides); `label` names it in the UI and `lesson` says what choosing it shows."""
+    key: str
+    file: str
+    label: str
+    lesson: str
+
+
+GUIDES = (
+    Guide("default", "weak_denoiser", "Recommended guide",
+          "the study's best guide: half the channels, 1/4 of the training"),
+    Guide("too_weak", "guide_too_weak", "Too weak",
+          "a much worse guide: the difference D - D_weak is large, so samples break at a small w"),
+    Guide("too_close", "guide_too_close", "Too close",
+          "a guide almost as good as the main model: D - D_weak is small, so w changes little"),
+)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run; `python -m demo.train` reproduces the shipped weights from these values."""
     iterations: int

@@ -1,16 +1,24 @@
-"""Measured guidance trade-offs: `python -m demo.evaluate [--quick]`.
+"""Measured guidance trade-offs: `python -m demo.evaluate [--quick] [--seeds N] [--only METHOD ...]`.
 
 Sweeps w for every method on the shipped model and measures, with the separate evaluation classifier only:
-class accuracy, mean target confidence, FID (classifier features) and precision/recall against the 500 held-out
-real digits, within-class diversity, NFE and wall time per sample; and, for classifier guidance, the guiding
-classifier's own confidence next to the evaluation accuracy. Writes assets/evaluation.{json,csv} and plots.
+class accuracy, mean target confidence, FID (classifier features) and precision/recall against a reference half
+of the held-out real digits, within-class diversity, NFE and wall time per sample; and, for classifier guidance,
+the guiding classifier's own confidence next to the evaluation accuracy.
+
+Every point is run with several seeds (default 2) and reported as mean +- sd over seeds. The real-data floor is
+the same metrics between the two disjoint halves of the held-out digits (250 real digits against the 250 of the
+reference half, the same sizes as a point): no model can be expected to beat it, and differences between
+methods smaller than the seed-to-seed spread are ties. GFCG's three options (guidance.GFCG_OPTIONS) are each
+varied alone around its default. Writes assets/evaluation.{json,csv} and plots.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,27 +27,54 @@ from torch import Tensor
 from . import render
 from .config import NUM_CLASSES, Interval, SamplerConfig
 from .data import load_mnist
-from .guidance import GUIDANCE, METHODS
+from .guidance import GFCG_OPTIONS, GUIDANCE, METHODS, make_guidance, nfe_per_sample
 from .metrics import evaluate_images, frechet_distance, mean_pairwise_distance, precision_recall
-from .pipeline import Models, Request, sample_labels
+from .pipeline import GuidedRun, Models, sample_runs
 from .sampling import final
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+SEEDS = (0, 1000, 2000, 3000)
+PER_CLASS = 25                              # 250 samples per point and seed: the size of the reference half
+METRICS = ("accuracy", "confidence", "guiding_classifier_confidence", "fid_classifier_features", "precision",
+           "recall", "diversity")
+VARIANT_WEIGHTS = (1.0, 3.0)                # where GFCG's options are compared
+FID = "fid_classifier_features"
 
-# The classifier-guidance weight whose accuracy README and tests quote (w multiplies grad log p, guided-diffusion
+# The classifier-guidance weight whose accuracy the tests quote (w multiplies grad log p, guided-diffusion
 # `classifier_scale`); CG needs a larger w than CFG for the same effect because a small noisy classifier's
 # gradients are weak at high noise.
 DOCUMENTED_CG_WEIGHT = 3.0
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The real side of every comparison: evaluation-classifier features of the reference half of the held-out
+    digits, and the other half (the floor)."""
+    features: Tensor
+    floor_images: Tensor
+    floor_labels: Tensor
+
+    @classmethod
+    def of(cls, models: Models) -> Reference:
+        images, labels = load_mnist("test")                 # 50 per class
+        rank = torch.zeros_like(labels)
+        for c in range(NUM_CLASSES):
+            rank[labels == c] = torch.arange(int((labels == c).sum()))
+        half = rank % 2 == 0                                # 25 per class in each half, disjoint
+        _, features = evaluate_images(models.eval_classifier, images[half])
+        return cls(features, images[~half], labels[~half])
+
+
 def sample_all_classes(models: Models, method: str, weight: float, per_class: int, seed: int = 0,
-                       sampler: SamplerConfig = SamplerConfig(), interval: Interval = Interval(),
-                       batch_size: int = 250) -> tuple[Tensor, Tensor]:
-    """per_class samples of every class: images (N, 1, 28, 28) and their target labels (N,)."""
+                       sampler: SamplerConfig = SamplerConfig(), batch_size: int = 250,
+                       options: dict | None = None, guide: str | None = None) -> tuple[Tensor, Tensor]:
+    """per_class samples of every class: images (N, 1, 28, 28) and their target labels (N,). `options`: a
+    method's options (GFCG_OPTIONS); `guide`: the autoguidance guide by name (None: the default)."""
+    guidance = make_guidance(method, weight, Interval(), options=options, **models.guidance_models(guide))
     labels = torch.arange(NUM_CLASSES).repeat_interleave(per_class)
-    images = [final(sample_labels(models, method, weight, labels[i:i + batch_size], seed + i, sampler, interval,
-                                  record=False)).cpu() for i in range(0, len(labels), batch_size)]
+    images = [final(sample_runs(models, [GuidedRun(guidance, labels[i:i + batch_size], seed + i)], sampler,
+                                record=False)).cpu() for i in range(0, len(labels), batch_size)]
     return torch.cat(images), labels
 
 
@@ -48,50 +83,95 @@ def class_accuracy(models: Models, images: Tensor, labels: Tensor) -> float:
     return (probs.argmax(1) == labels).float().mean().item()
 
 
-def evaluate_one(models: Models, method: str, weight: float, per_class: int, seed: int, sampler: SamplerConfig,
-                 real_features: Tensor) -> dict:
-    start = time.perf_counter()
-    images, labels = sample_all_classes(models, method, weight, per_class, seed, sampler)
-    seconds = time.perf_counter() - start
+def measure(models: Models, images: Tensor, labels: Tensor, reference: Reference, sigma_min: float) -> dict:
+    """Every metric of one set of images with a target label each."""
     probs, feats = evaluate_images(models.eval_classifier, images)
-    precision, recall = precision_recall(real_features, feats)
+    precision, recall = precision_recall(reference.features, feats)
     with torch.no_grad():                                   # the guiding classifier at its lowest noise level
-        guide = models.classifier(images.to(models.device), sampler.sigma_min).softmax(1).cpu()
+        guide = models.classifier(images.to(models.device), sigma_min).softmax(1).cpu()
     diversity = [mean_pairwise_distance(feats[labels == c]) for c in range(NUM_CLASSES)]
-    request = Request(label=0, method=method, weight=weight, sampler=sampler)
-    return {"method": method, "w": weight, "samples": len(images),
-            "accuracy": (probs.argmax(1) == labels).float().mean().item(),
+    return {"accuracy": (probs.argmax(1) == labels).float().mean().item(),
             "confidence": probs.gather(1, labels[:, None]).mean().item(),
             "guiding_classifier_confidence": guide.gather(1, labels[:, None]).mean().item(),
-            "fid_classifier_features": frechet_distance(real_features, feats),
-            "precision": precision, "recall": recall, "diversity": sum(diversity) / NUM_CLASSES,
-            "nfe_per_sample": request.nfe, "seconds_per_sample": seconds / len(images)}
+            FID: frechet_distance(reference.features, feats),
+            "precision": precision, "recall": recall, "diversity": sum(diversity) / NUM_CLASSES}
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    """Mean and sample sd over seeds of every metric (sd 0 for a single seed), plus the per-seed values."""
+    out = {}
+    for key in METRICS:
+        values = [m[key] for m in per_seed]
+        out[key] = statistics.fmean(values)
+        out[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    out["per_seed"] = {key: [round(m[key], 5) for m in per_seed] for key in (FID, "accuracy", "recall")}
+    return out
+
+
+def evaluate_point(models: Models, method: str, weight: float, reference: Reference, per_class: int = PER_CLASS,
+                   seeds: tuple[int, ...] = SEEDS[:2], sampler: SamplerConfig = SamplerConfig(),
+                   options: dict | None = None, guide: str = "") -> dict:
+    """One (method, w) point, mean +- sd over seeds. `options`: a GFCG variant; `guide`: a non-default guide."""
+    start, per_seed = time.perf_counter(), []
+    for seed in seeds:
+        images, labels = sample_all_classes(models, method, weight, per_class, seed, sampler, options=options,
+                                            guide=guide or None)
+        per_seed.append(measure(models, images, labels, reference, sampler.sigma_min))
+    seconds = time.perf_counter() - start
+    variant = ", ".join(f"{k}={v}" for k, v in (options or {}).items())
+    return {"method": method, "w": weight, "variant": variant, "guide": guide,
+            "samples": per_class * NUM_CLASSES, "seeds": len(seeds), **summarise(per_seed),
+            "nfe_per_sample": nfe_per_sample(method, weight, Interval(), sampler),
+            "seconds_per_sample": seconds / (per_class * NUM_CLASSES * len(seeds))}
+
+
+def floor_row(models: Models, reference: Reference, sigma_min: float) -> dict:
+    """The real-data floor: the other half of the held-out digits, measured exactly like a point."""
+    return {"method": "real data", "w": 0.0, "variant": "", "guide": "", "samples": len(reference.floor_labels),
+            "seeds": 1, **summarise([measure(models, reference.floor_images, reference.floor_labels, reference,
+                                             sigma_min)]), "nfe_per_sample": 0, "seconds_per_sample": 0.0}
+
+
+def main_rows(rows: list[dict]) -> list[dict]:
+    """The sweep proper: default options and guide, no floor."""
+    return [r for r in rows if not r["variant"] and not r["guide"] and r["method"] in GUIDANCE]
 
 
 def plots(rows: list[dict], out: Path, suffix: str) -> list[Path]:
-    by_method = {m: [r for r in rows if r["method"] in (m, "unguided")] for m in METHODS[1:]}
-    by_method = {m: sorted(rs, key=lambda r: r["w"]) for m, rs in by_method.items()}
+    sweep = main_rows(rows)
+    floor = next((r for r in rows if r["method"] == "real data"), None)
+    by_method = {m: sorted([r for r in sweep if r["method"] in (m, "unguided")], key=lambda r: r["w"])
+                 for m in METHODS[1:] if any(r["method"] == m for r in sweep)}
 
     def series(key):
-        return {m: ([r["w"] for r in rs], [r[key] for r in rs]) for m, rs in by_method.items()}
+        return {GUIDANCE[m].short_title: ([r["w"] for r in rs], [r[key] for r in rs], [r[f"{key}_sd"] for r in rs])
+                for m, rs in by_method.items()}
 
-    colours = {m: GUIDANCE[m].colour for m in METHODS} | {"evaluation accuracy": "#111827",
-                                                           "guiding classifier p(c|x)": GUIDANCE["classifier"].colour}
+    def floor_line(key, label="real data (floor)"):
+        return (label, floor[key]) if floor else None
 
+    colours = {GUIDANCE[m].short_title: GUIDANCE[m].colour for m in METHODS} | {
+        "evaluation accuracy": "#111827", "guiding classifier p(c|x)": GUIDANCE["classifier"].colour}
     figures = {
         "accuracy": render.method_lines(series("accuracy"), "guidance weight w", "accuracy (evaluation classifier)",
-                                        "Class accuracy vs w", colours, logx=True),
-        "fid": render.method_lines(series("fid_classifier_features"), "guidance weight w",
-                                   "FID (classifier features)", "FID vs w (lower is better)", colours, logx=True, logy=True),
+                                        "Class accuracy vs w (mean ± sd over seeds)", colours, logx=True,
+                                        floor=floor_line("accuracy")),
+        "fid": render.method_lines(series(FID), "guidance weight w", "FID (classifier features)",
+                                   "FID vs w (lower is better; ± sd over seeds)", colours, logx=True, logy=True,
+                                   floor=floor_line(FID)),
         "precision_recall": render.method_lines(
-            {m: ([r["recall"] for r in rs], [r["precision"] for r in rs]) for m, rs in by_method.items()},
-            "recall", "precision", "Precision-recall as w grows", colours),
-        "classifier_fooling": render.method_lines(
-            {"guiding classifier p(c|x)": series("guiding_classifier_confidence")["classifier"],
-             "evaluation accuracy": series("accuracy")["classifier"]},
-            "guidance weight w", "value", "Classifier guidance: guide's confidence vs evaluation", colours,
-            logx=True),
+            {GUIDANCE[m].short_title: ([r["recall"] for r in rs], [r["precision"] for r in rs])
+             for m, rs in by_method.items()}, "recall", "precision", "Precision-recall as w grows", colours),
     }
+    if "classifier" in by_method:
+        cg = by_method["classifier"]
+        figures["classifier_fooling"] = render.method_lines(
+            {"guiding classifier p(c|x)": ([r["w"] for r in cg], [r["guiding_classifier_confidence"] for r in cg],
+                                           [r["guiding_classifier_confidence_sd"] for r in cg]),
+             "evaluation accuracy": ([r["w"] for r in cg], [r["accuracy"] for r in cg],
+                                     [r["accuracy_sd"] for r in cg])},
+            "guidance weight w", "value", "Classifier guidance: guide's confidence vs evaluation", colours,
+            logx=True)
     paths = []
     for name, fig in figures.items():
         path = out / f"evaluation_{name}{suffix}.png"
@@ -100,35 +180,54 @@ def plots(rows: list[dict], out: Path, suffix: str) -> list[Path]:
     return paths
 
 
+def line(r: dict) -> str:
+    label = f"{r['method']}{' [' + r['variant'] + ']' if r['variant'] else ''}{' guide=' + r['guide'] if r['guide'] else ''}"
+    return (f"{label:<34} w={r['w']:<5g} acc {r['accuracy']:.3f}±{r['accuracy_sd']:.3f} "
+            f"FID {r[FID]:6.3f}±{r[FID + '_sd']:.3f} P {r['precision']:.2f} R {r['recall']:.2f}±{r['recall_sd']:.2f}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny run for tests (< 60 s on a 2-core CPU)")
-    parser.add_argument("--per-class", type=int, default=30)
-    parser.add_argument("--steps", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-class", type=int, default=PER_CLASS)
+    parser.add_argument("--seeds", type=int, default=2, help=f"seeds per point (at most {len(SEEDS)})")
+    parser.add_argument("--steps", type=int, default=SamplerConfig().num_steps)
+    parser.add_argument("--only", nargs="*", choices=METHODS[1:], help="guided methods to sweep (default: all)")
+    parser.add_argument("--no-variants", action="store_true", help="skip the GFCG option variants")
     parser.add_argument("--out", type=Path, default=ASSETS)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     per_class, steps, weights = (2, 4, (0.0, 1.0, 4.0)) if args.quick else (args.per_class, args.steps, WEIGHTS)
+    seeds = SEEDS[:max(1, min(args.seeds, len(SEEDS)))]
     suffix = "_quick" if args.quick else ""
     models = Models.load(device=args.device)
     sampler = SamplerConfig(num_steps=steps)
-    real, _ = load_mnist("test")
-    _, real_features = evaluate_images(models.eval_classifier, real)
-    rows = [evaluate_one(models, "unguided", 0.0, per_class, args.seed, sampler, real_features)]
-    for method in METHODS[1:]:
+    reference = Reference.of(models)
+    point = dict(reference=reference, per_class=per_class, seeds=seeds, sampler=sampler)
+    rows = [floor_row(models, reference, sampler.sigma_min), evaluate_point(models, "unguided", 0.0, **point)]
+    for r in rows:
+        print(line(r), flush=True)
+    for method in args.only or METHODS[1:]:
         for weight in weights[1:]:
-            rows.append(evaluate_one(models, method, weight, per_class, args.seed, sampler, real_features))
-            r = rows[-1]
-            print(f"{method:<13} w={weight:<5g} acc {r['accuracy']:.3f} FID {r['fid_classifier_features']:7.2f} "
-                  f"P {r['precision']:.2f} R {r['recall']:.2f} div {r['diversity']:.2f}", flush=True)
+            rows.append(evaluate_point(models, method, weight, **point))
+            print(line(rows[-1]), flush=True)
+    if not args.no_variants and (not args.only or "gfcg" in args.only):
+        for name, values in GFCG_OPTIONS.items():
+            for value in values[1:]:
+                for weight in (weights[1:2] if args.quick else VARIANT_WEIGHTS):
+                    rows.append(evaluate_point(models, "gfcg", weight, options={name: value}, **point))
+                    print(line(rows[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"per_class": per_class, "samples_per_point": per_class * NUM_CLASSES, "steps": steps,
-            "sampler": "ddim", "seed": args.seed, "real_reference": "500 held-out MNIST digits",
-            "feature_space": "evaluation classifier penultimate features (128-d)", "device": str(args.device)}
+    meta = {"per_class": per_class, "samples_per_point": per_class * NUM_CLASSES, "seeds": list(seeds),
+            "steps": steps, "sampler": sampler.sampler,
+            "real_reference": f"{len(reference.features)} held-out MNIST digits (every other digit of each class)",
+            "floor": f"the other {len(reference.floor_labels)} held-out digits against the reference",
+            "feature_space": "evaluation classifier penultimate features (128-d)", "device": str(args.device),
+            "spread": "mean ± sample sd over seeds"}
     (args.out / f"evaluation{suffix}.json").write_text(json.dumps({"settings": meta, "rows": rows}, indent=2) + "\n")
     with open(args.out / f"evaluation{suffix}.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        fields = [k for k in rows[0] if k != "per_seed"]
+        writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     for path in plots(rows, args.out, suffix):

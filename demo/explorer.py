@@ -9,8 +9,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .config import CLASS_NAMES, Interval, SamplerConfig
-from .guidance import METHODS
+from .config import CLASS_NAMES, GUIDES, Interval, SamplerConfig
+from .guidance import GUIDANCE, METHODS
 from .pipeline import Models, Request
 from .runs import NUM_FRAMES, Live, MethodRun, Progress, run_methods, run_methods_live  # noqa: F401 (API)
 from .scheduler import MAX_ROWS, Scheduler
@@ -27,26 +27,28 @@ def blank(value) -> bool:
 
 
 def parse_request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo=None, sigma_hi=None,
-                  method: str = "unguided") -> Request:
+                  method: str = "unguided", guide: str = GUIDES[0].key) -> Request:
     """Widget (or API) values -> a Request (which validates them: RequestError with a clear message).
     The class may be given by name; an empty interval bound means no bound."""
     if isinstance(label, str) and label in CLASS_NAMES:
         label = CLASS_NAMES.index(label)
     interval = Interval(0.0 if blank(sigma_lo) else sigma_lo, math.inf if blank(sigma_hi) else sigma_hi)
     return Request(label=label, method=method, weight=weight, num_samples=num_samples, seed=seed,
-                   sampler=SamplerConfig(num_steps=num_steps, sampler=sampler), interval=interval)
+                   sampler=SamplerConfig(num_steps=num_steps, sampler=sampler), interval=interval,
+                   guide=GUIDES[0].key if blank(guide) else guide)
 
 
 WEIGHT_MODES = ("same", "own")      # one w for every method, or each method at its own w
 
 
 def parse_settings(label, mode, weight, method_weights: Sequence, num_steps, sampler, num_samples, seed,
-                   sigma_lo=None, sigma_hi=None) -> tuple[Request, dict[str, float]]:
+                   sigma_lo=None, sigma_hi=None, guide: str = GUIDES[0].key) -> tuple[Request, dict[str, float]]:
     """The Compare tab's widgets -> (base request, w per guided method). In "own" mode each guided method
-    takes its value from `method_weights` (in METHODS[1:] order); in "same" mode they all take `weight`."""
+    takes its value from `method_weights` (in METHODS[1:] order); in "same" mode they all take `weight`.
+    `guide`: autoguidance's guide (config.GUIDES key), for the methods that use one."""
     if mode not in WEIGHT_MODES:
         raise RequestError(f"unknown w mode {shown(mode)}; choose one of {', '.join(WEIGHT_MODES)}")
-    base = parse_request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
+    base = parse_request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi, guide=guide)
     if mode == "same":
         return base, {m: base.weight for m in METHODS[1:]}
     if len(method_weights) != len(METHODS) - 1:
@@ -56,9 +58,12 @@ def parse_settings(label, mode, weight, method_weights: Sequence, num_steps, sam
 
 
 def cache_key(request: Request) -> Request:
-    """Runs that must give identical samples share a key: w = 0 (or 'unguided') ignores method and interval."""
+    """Runs that must give identical samples share a key: w = 0 (or 'unguided') ignores method, interval and
+    guide; a method without a guide ignores the guide."""
     if request.weight == 0 or request.method == "unguided":
-        return replace(request, method="unguided", weight=0.0, interval=Interval())
+        return replace(request, method="unguided", weight=0.0, interval=Interval(), guide=GUIDES[0].key)
+    if "weak_net" not in GUIDANCE[request.method].requires:
+        return replace(request, guide=GUIDES[0].key)
     return request
 
 

@@ -86,7 +86,7 @@ class Student:
     def args(self) -> list:
         """The /compare endpoint's inputs, in app.py's order."""
         from .guidance import METHODS
-        return [self.label, "same", self.weight, *[self.weight] * len(METHODS[1:]), self.num_steps, "ddim",
+        return [self.label, "same", self.weight, *[self.weight] * len(METHODS[1:]), "default", self.num_steps, "ddim",
                 self.num_samples, self.seed, 0.0, 80.0, 0]
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from . import checkpoints
-from .config import IMAGE_SHAPE, LIMITS, NUM_CLASSES, Interval, SamplerConfig
+from .config import GUIDES, IMAGE_SHAPE, LIMITS, NUM_CLASSES, Interval, SamplerConfig
 from .guidance import GUIDANCE, Evaluation, Guidance, classify, evaluate_together, make_guidance, \
     nfe_per_sample, target_probability
 from .metrics import Realism
@@ -41,23 +41,36 @@ __all__ = ["Models", "Request", "RequestError", "GuidedRun", "Run", "advance_tog
 class Models:
     """Every network the demo uses, loaded once."""
     net: nn.Module                   # main denoiser D(x, sigma, label)
-    weak_net: nn.Module              # autoguidance guide, same interface
+    weak_net: nn.Module              # autoguidance's default guide, same interface
     classifier: nn.Module            # noisy classifier: logits(x, sigma)
     eval_classifier: nn.Module       # clean classifier, metrics only
     realism: Realism                 # real digits in its features: the per-sample realism flag
     device: torch.device = field(default=torch.device("cpu"))
+    guides: dict[str, nn.Module] = field(default_factory=dict)   # the other guides of config.GUIDES, by key
 
     @classmethod
     def load(cls, folder: Path = checkpoints.WEIGHTS_DIR, device: str | torch.device = "cpu") -> Models:
+        """Every network; the optional guides (config.GUIDES beyond the default) where their files exist."""
         device = torch.device(device)
-        names = {"net": "denoiser", "weak_net": "weak_denoiser", "classifier": "classifier",
+        names = {"net": "denoiser", "weak_net": GUIDES[0].file, "classifier": "classifier",
                  "eval_classifier": "eval_classifier"}
         reference = checkpoints.load_tensors("real_reference", folder)
+        guides = {g.key: checkpoints.load(g.file, folder, device) for g in GUIDES[1:]
+                  if (folder / f"{g.file}.safetensors").exists()}
         return cls(**{key: checkpoints.load(name, folder, device) for key, name in names.items()},
-                   realism=Realism(reference["features"], reference["radii"]), device=device)
+                   realism=Realism(reference["features"], reference["radii"]), device=device, guides=guides)
 
-    def guidance_models(self) -> dict[str, nn.Module]:
-        return {"weak_net": self.weak_net, "classifier": self.classifier}
+    def guide(self, key: str | None = None) -> nn.Module:
+        """The autoguidance guide by config.GUIDES key (None or the first key: the default)."""
+        if key in (None, GUIDES[0].key):
+            return self.weak_net
+        if key not in self.guides:
+            raise RequestError(f"the guide {key!r} is not installed in this weights folder "
+                               f"(available: {', '.join([GUIDES[0].key, *self.guides])})")
+        return self.guides[key]
+
+    def guidance_models(self, guide: str | None = None) -> dict[str, nn.Module]:
+        return {"weak_net": self.guide(guide), "classifier": self.classifier}
 
 
 @dataclass(frozen=True)
@@ -73,11 +86,13 @@ class Request:
     seed: int = 0
     sampler: SamplerConfig = SamplerConfig()
     interval: Interval = Interval()
+    guide: str = GUIDES[0].key          # autoguidance's guide (config.GUIDES); other methods ignore it
 
     def __post_init__(self) -> None:
         fix = lambda name, value: object.__setattr__(self, name, value)   # noqa: E731 (frozen dataclass)
         fix("label", checked("class", self.label, 0, NUM_CLASSES - 1, integer=True))
         choice("method", self.method, GUIDANCE)
+        choice("guide", self.guide, [g.key for g in GUIDES])
         fix("weight", checked("guidance weight w", self.weight, 0, LIMITS.max_weight))
         fix("num_samples", checked("number of samples", self.num_samples, 1, LIMITS.max_samples, integer=True))
         fix("seed", checked("seed", self.seed, 0, LIMITS.max_seed, integer=True))
@@ -123,7 +138,7 @@ class Run:
     @classmethod
     def of(cls, models: Models, request: Request) -> Run:
         """The run of one validated request."""
-        guidance = make_guidance(request.method, request.weight, request.interval, **models.guidance_models())
+        guidance = make_guidance(request.method, request.weight, request.interval, **models.guidance_models(request.guide))
         labels = torch.full((request.num_samples,), request.label, dtype=torch.long)
         return cls(models, GuidedRun(guidance, labels, request.seed), request.sampler)
 
@@ -198,7 +213,7 @@ def generate_together(models: Models, requests: Sequence[Request], record: bool 
         return iter(())
     if any(r.sampler != requests[0].sampler for r in requests):
         raise RequestError("requests sampled together must share the sampler settings (steps, sampler)")
-    runs = [GuidedRun(make_guidance(r.method, r.weight, r.interval, **models.guidance_models()),
+    runs = [GuidedRun(make_guidance(r.method, r.weight, r.interval, **models.guidance_models(r.guide)),
                       torch.full((r.num_samples,), r.label, dtype=torch.long), r.seed) for r in requests]
     sizes = [r.num_samples for r in requests]
     return (split(step, sizes) for step in sample_runs(models, runs, requests[0].sampler, record, no_autograd))

@@ -162,12 +162,17 @@ def toy_panels(panels: dict[str, dict], extent: float, title: str, colours: dict
     return fig
 
 
-def method_lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
-                 title: str, colours: dict[str, str], logx: bool = False, logy: bool = False) -> plt.Figure:
-    """One line per method of a metric against w (or any x)."""
+def method_lines(series: dict[str, tuple[Sequence[float], ...]], xlabel: str, ylabel: str,
+                 title: str, colours: dict[str, str], logx: bool = False, logy: bool = False,
+                 floor: tuple[str, float] | None = None) -> plt.Figure:
+    """One line per method of a metric against w (or any x): (xs, ys) or (xs, ys, y_sd) with error bars of
+    +- 1 sd; `floor` draws a labelled horizontal reference line (e.g. the real-data floor)."""
     fig, ax = plt.subplots(figsize=(6, 3.8), dpi=110, layout="constrained")
-    for name, (xs, ys) in series.items():
-        ax.plot(xs, ys, "o-", label=name, color=colours.get(name), lw=2, ms=4)
+    for name, (xs, ys, *sd) in series.items():
+        ax.errorbar(xs, ys, yerr=sd[0] if sd else None, fmt="o-", label=name, color=colours.get(name), lw=2,
+                    ms=4, capsize=3)
+    if floor is not None:
+        ax.axhline(floor[1], color="#111827", ls=":", lw=1.5, label=floor[0])
     if logx:
         ax.set_xscale("symlog", linthresh=0.25)
     if logy:

@@ -10,7 +10,7 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,26 +102,29 @@ def test_accuracy(net: nn.Module, device: torch.device, sigma: float | None = No
     return (logits.argmax(1) == label).float().mean().item()
 
 
-def run(name: str, device: torch.device, out: Path) -> None:
-    job = JOBS[name]
+def train(job: Job, device: torch.device, state_path: Path, halflives: tuple[int, ...] = (),
+          snapshots: tuple[int, ...] = ()) -> Iterator[tuple[int, dict[int, nn.Module]]]:
+    """Train `job` (resumable from state_path), keeping one EMA of the weights per half-life (job's own first).
+    Yields (iteration, {half-life: EMA network}) at each snapshot iteration and at the end."""
     cfg = job.train
+    halflives = tuple(dict.fromkeys((cfg.ema_halflife, *halflives)))
     torch.manual_seed(cfg.seed)                        # parameter initialisation only
     net = job.build().to(device)
-    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    emas = {h: copy.deepcopy(net).eval().requires_grad_(False) for h in halflives}
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(cfg.seed)      # data order, noise, dropout (on CPU: reproducible)
-    state_path = RUNS_DIR / name / "state.pt"
     start = 0
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=True)
-        net.load_state_dict(state["net"]), ema.load_state_dict(state["ema"]), opt.load_state_dict(state["opt"])
+        net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
+        for h, ema in emas.items():
+            ema.load_state_dict(state["emas"][str(h)])
         gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])        # dropout
         start = state["iteration"]
     y_all, label_all = load_mnist("train")
-    beta = 0.5 ** (1 / cfg.ema_halflife)
-    t0 = time.perf_counter()
-    bar = tqdm(range(start, cfg.iterations), desc=name, initial=start, total=cfg.iterations)
+    betas = {h: 0.5 ** (1 / h) for h in halflives}
+    bar = tqdm(range(start, cfg.iterations), desc=state_path.parent.name, initial=start, total=cfg.iterations)
     for it in bar:
         idx = torch.randint(len(y_all), (cfg.batch_size,), generator=gen)
         net.train()
@@ -132,15 +135,27 @@ def run(name: str, device: torch.device, out: Path) -> None:
         loss.backward()
         opt.step()
         with torch.no_grad():
-            for p_ema, p in zip(ema.state_dict().values(), net.state_dict().values()):
-                p_ema.copy_(p_ema * beta + p * (1 - beta)) if p_ema.is_floating_point() else p_ema.copy_(p)
+            params = list(net.state_dict().values())
+            for h, ema in emas.items():
+                for p_ema, p in zip(ema.state_dict().values(), params):
+                    p_ema.copy_(p_ema * betas[h] + p * (1 - betas[h])) if p_ema.is_floating_point() else p_ema.copy_(p)
         bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
+        done = it + 1
+        if done % cfg.checkpoint_every == 0 and done < cfg.iterations:
             state_path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "iteration": it + 1},
-                       state_path)
-    info = {"about": job.about, "train": dataclasses.asdict(cfg), "device": str(device),
+            torch.save({"net": net.state_dict(), "emas": {str(h): e.state_dict() for h, e in emas.items()},
+                        "opt": opt.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                        "iteration": done}, state_path)
+        if done in snapshots or done == cfg.iterations:
+            yield done, emas
+
+
+def run(name: str, device: torch.device, out: Path) -> None:
+    job = JOBS[name]
+    t0 = time.perf_counter()
+    *_, (_, emas) = train(job, device, RUNS_DIR / name / "state.pt")
+    ema = emas[job.train.ema_halflife]
+    info = {"about": job.about, "train": dataclasses.asdict(job.train), "device": str(device),
             "train_seconds_last_session": round(time.perf_counter() - t0, 1),
             "num_parameters": sum(p.numel() for p in ema.parameters())}
     if isinstance(ema, EvalClassifier):

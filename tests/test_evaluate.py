@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from demo.guidance import GFCG_OPTIONS, METHODS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -16,13 +18,18 @@ def test_quick_evaluation_writes_table_and_plots(tmp_path):
     subprocess.run([sys.executable, "-m", "demo.evaluate", "--quick", "--out", str(tmp_path)], cwd=ROOT,
                    check=True, timeout=300, capture_output=True)
     table = json.loads((tmp_path / "evaluation_quick.json").read_text())
-    rows = table["rows"]
-    assert {r["method"] for r in rows} == {"unguided", "classifier", "cfg", "gfcg", "autoguidance"}
+    floor, *rows = table["rows"]
+    assert floor["method"] == "real data" and floor["nfe_per_sample"] == 0 and floor["accuracy"] > 0.95
+    assert {r["method"] for r in rows} == set(METHODS)
     for row in rows:
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1
         assert row["fid_classifier_features"] >= 0 and row["nfe_per_sample"] >= 4
+        assert row["seeds"] == 2 and len(row["per_seed"]["fid_classifier_features"]) == 2
+        assert row["fid_classifier_features_sd"] > 0                # two seeds never give the same FID
     cfg = {r["w"]: r for r in rows if r["method"] == "cfg"}
     assert cfg[4.0]["nfe_per_sample"] == 2 * rows[0]["nfe_per_sample"]
+    variants = {r["variant"] for r in rows if r["method"] == "gfcg" and r["variant"]}
+    assert len(variants) == sum(len(values) - 1 for values in GFCG_OPTIONS.values())   # each option varied alone
     assert (tmp_path / "evaluation_quick.csv").read_text().startswith("method,w,")
     for name in ("accuracy", "fid", "precision_recall", "classifier_fooling"):
         assert (tmp_path / f"evaluation_{name}_quick.png").stat().st_size > 10_000

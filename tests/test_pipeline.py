@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from demo import explorer as ex
-from demo.config import Interval, SamplerConfig
+from demo.config import GUIDES, Interval, SamplerConfig
 from demo.guidance import classify, target_probability
-from demo.pipeline import Request, RequestError, generate
+from demo.pipeline import Request, RequestError, generate, generate_final
 from demo.sampling import Prediction, followed
 
 
@@ -74,3 +74,24 @@ def test_a_cached_run_evicted_during_a_request_is_still_returned(models):
     runs, fresh = ex.Live(explorer.runs_live([base, *others])).run()
     assert all(run is not None for run in runs) and len(fresh) == 1
     assert torch.equal(runs[0].samples, explorer.compare(base, methods=["unguided"]).runs["unguided"].samples)
+
+
+def test_guide_is_validated_and_ignored_by_methods_without_one():
+    with pytest.raises(RequestError, match="unknown guide 'nope'; choose one of default"):
+        Request(label=0, method="autoguidance", guide="nope")
+    cfg = Request(label=0, method="cfg", weight=1.0, guide=GUIDES[1].key)
+    assert ex.cache_key(cfg) == ex.cache_key(replace(cfg, guide=GUIDES[0].key))         # one cache entry
+    ag = replace(cfg, method="autoguidance")
+    assert ex.cache_key(ag) != ex.cache_key(replace(ag, guide=GUIDES[0].key))
+    assert ex.cache_key(replace(ag, weight=0.0)) == ex.cache_key(replace(cfg, weight=0.0))  # w = 0: unguided
+
+
+def test_every_offered_guide_is_shipped_and_changes_autoguidance(models):
+    assert set(models.guides) == {g.key for g in GUIDES[1:]}
+    with pytest.raises(RequestError, match="not installed"):
+        replace(models, guides={}).guide(GUIDES[1].key)
+    base = Request(label=4, method="autoguidance", weight=2.0, num_samples=2, seed=5,
+                   sampler=SamplerConfig(num_steps=6))
+    finals = [generate_final(models, replace(base, guide=g.key)) for g in GUIDES]
+    for k in range(1, len(finals)):
+        assert not torch.allclose(finals[0], finals[k], atol=1e-3)       # each guide is a different D_weak
