@@ -83,7 +83,7 @@ def _settings(label, mode, weight, *values):
     """The Compare widgets in `settings` order: label, mode, w, one w per guided method, the guide, then
     steps, sampler, samples, seed and the interval."""
     method_weights, (guide, *rest) = values[:len(GUIDED)], values[len(GUIDED):]
-    return _user_errors(ex.parse_settings, label, mode, weight, method_weights, *rest, guide=guide)
+    return _user_errors(lambda: ex.parse_settings(label, mode, weight, method_weights, *rest, guide=guide))
 
 
 GUIDE_INFO = "the weaker network autoguidance steers away from (How it works: what each guide shows)"

@@ -192,7 +192,9 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=PER_CLASS)
     parser.add_argument("--seeds", type=int, default=2, help=f"seeds per point (at most {len(SEEDS)})")
     parser.add_argument("--steps", type=int, default=SamplerConfig().num_steps)
-    parser.add_argument("--only", nargs="*", choices=METHODS[1:], help="guided methods to sweep (default: all)")
+    parser.add_argument("--only", nargs="*", choices=METHODS[1:],
+                        help="guided methods to sweep (default: all); the other methods' rows of an earlier run "
+                             "with the same seeds and steps are kept")
     parser.add_argument("--no-variants", action="store_true", help="skip the GFCG option variants")
     parser.add_argument("--out", type=Path, default=ASSETS)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -218,13 +220,21 @@ def main() -> None:
                     rows.append(evaluate_point(models, "gfcg", weight, options={name: value}, **point))
                     print(line(rows[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"evaluation{suffix}.json"
+    if args.only and path.exists():             # keep the other methods' rows of an earlier run, same settings
+        earlier = json.loads(path.read_text())
+        if earlier["settings"].get("seeds") == list(seeds) and earlier["settings"]["steps"] == steps:
+            rows += [r for r in earlier["rows"] if r["method"] not in {*args.only, "real data", "unguided"}
+                     and not (r["variant"] and "gfcg" in args.only)]
+    rows.sort(key=lambda r: (r["method"] != "real data", METHODS.index(r["method"]) if r["method"] in METHODS
+                             else -1, bool(r["variant"]), r["variant"], r["w"]))
     meta = {"per_class": per_class, "samples_per_point": per_class * NUM_CLASSES, "seeds": list(seeds),
             "steps": steps, "sampler": sampler.sampler,
             "real_reference": f"{len(reference.features)} held-out MNIST digits (every other digit of each class)",
             "floor": f"the other {len(reference.floor_labels)} held-out digits against the reference",
             "feature_space": "evaluation classifier penultimate features (128-d)", "device": str(args.device),
             "spread": "mean ± sample sd over seeds"}
-    (args.out / f"evaluation{suffix}.json").write_text(json.dumps({"settings": meta, "rows": rows}, indent=2) + "\n")
+    path.write_text(json.dumps({"settings": meta, "rows": rows}, indent=2) + "\n")
     with open(args.out / f"evaluation{suffix}.csv", "w", newline="") as file:
         fields = [k for k in rows[0] if k != "per_seed"]
         writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")

@@ -161,7 +161,8 @@ def evaluate_study(device: torch.device, names: list[str] | None, seeds: tuple[i
     point = dict(reference=reference, seeds=seeds, sampler=sampler)
     unguided = evaluate_point(models, "unguided", 0.0, **point)
     cfg = [evaluate_point(models, "cfg", w, **point) for w in (0.25, 0.5, 1.0)]
-    todo = names or candidates()
+    available = candidates()
+    todo = names or available
     results = [study_one(models, name, reference, seeds, sampler) for name in todo]
     table = sorted((summary(r, unguided) for r in results), key=lambda s: s["best_fid"])
     cfg_best = min([unguided, *cfg], key=lambda r: r[FID])

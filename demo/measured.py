@@ -44,7 +44,8 @@ def ranges(path: Path = EVALUATION) -> dict[str, MeasuredRange]:
     """Per guided method, from the stored evaluation; {} if there is none."""
     if not path.exists():
         return {}
-    rows = json.loads(path.read_text())["rows"]
+    rows = [r for r in json.loads(path.read_text())["rows"]
+            if r["method"] in GUIDANCE and not r.get("variant") and not r.get("guide")]   # the sweep proper
     unguided = [(r["w"], r[FID]) for r in rows if r["method"] == "unguided"]
     out = {}
     for method in {r["method"] for r in rows} - {"unguided"}:

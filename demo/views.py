@@ -201,14 +201,22 @@ def saved_results(folder: Path = ASSETS) -> tuple[str, list[str]] | None:
         return None
     table = json.loads(path.read_text())
     settings = table["settings"]
-    lines = [f"{settings['samples_per_point']} samples per point ({settings['per_class']} per class), "
-             f"{settings['steps']} DDIM steps, seed {settings['seed']}; real reference: "
-             f"{settings['real_reference']}. Reproduce with `python -m demo.evaluate`.", "",
+    seeds = settings.get("seeds", [settings.get("seed", 0)])
+    lines = [f"{settings['samples_per_point']} samples per point and seed ({settings['per_class']} per class), "
+             f"{len(seeds)} seeds, mean ± sd over seeds; {settings['steps']} DDIM steps; real reference: "
+             f"{settings['real_reference']}. The first row, real data, is the floor: held-out digits measured "
+             f"the same way. Differences within the spread are ties. Reproduce with `python -m demo.evaluate`.", "",
              "| method | w | accuracy | FID (classifier features) | precision | recall | diversity | NFE |",
              "|---|---|---|---|---|---|---|---|"]
+
+    def sd(r, key, digits):
+        return f"{r[key]:.{digits}f}" + (f" ± {r[key + '_sd']:.{digits}f}" if key + '_sd' in r and r.get('seeds', 1) > 1 else "")
+
     for r in table["rows"]:
-        lines.append(f"| {r['method']} | {r['w']:g} | {r['accuracy']:.3f} | {r['fid_classifier_features']:.2f} | "
-                     f"{r['precision']:.2f} | {r['recall']:.2f} | {r['diversity']:.2f} | {r['nfe_per_sample']} |")
+        name = short_title(r["method"]) if r["method"] in GUIDANCE else r["method"]
+        name += f" ({r['variant']})" if r.get("variant") else ""
+        lines.append(f"| {name} | {r['w']:g} | {sd(r, 'accuracy', 3)} | {sd(r, 'fid_classifier_features', 2)} | "
+                     f"{r['precision']:.2f} | {sd(r, 'recall', 2)} | {r['diversity']:.2f} | {r['nfe_per_sample']} |")
     plots = [str(folder / f"evaluation_{n}.png") for n in ("accuracy", "fid", "precision_recall",
                                                            "classifier_fooling")]
     return "\n".join(lines), [p for p in plots if Path(p).exists()]
