@@ -96,20 +96,22 @@ def _guides_installed() -> set[str]:
     return {GUIDES[0].key, *EXPLORER.models.guides}
 
 
-def _beyond_range(weights: dict[str, float]) -> str:
-    """A plain warning for every method used past the w where it measurably degrades."""
+def _beyond_range(weights: dict[str, float], guide: str = GUIDES[0].key) -> str:
+    """A plain warning for every method used past the w where it measurably degrades (autoguidance: with the
+    chosen guide)."""
     notes = []
     for method, w in weights.items():
-        hint = measured.ranges().get(method)
+        hint = measured.method_range(method, guide)
         if hint and hint.degrades_beyond is not None and w > hint.degrades_beyond:
-            notes.append(f"{GUIDANCE[method].title} at w = {w:g} is past w ≈ {hint.degrades_beyond:.2g}, "
-                         f"where it degrades with this model.")
+            with_guide = " with this guide" if "weak_net" in GUIDANCE[method].requires else ""
+            notes.append(f"{GUIDANCE[method].title}{with_guide} at w = {w:g} is past w ≈ "
+                         f"{hint.degrades_beyond:.2g}, where it degrades with this model.")
     return " ".join(notes)
 
 
-def _hint(method: str) -> str | None:
+def _hint(method: str, guide: str | None = None) -> str | None:
     """The measured usable range of a method's w, short enough for a slider's caption."""
-    hint = measured.ranges().get(method)
+    hint = measured.method_range(method, guide)
     if hint is None:
         return None
     degrades = f"degrades beyond ≈ {hint.degrades_beyond:.2g}" if hint.degrades_beyond is not None else \
@@ -129,7 +131,8 @@ def on_compare(*values, progress=gr.Progress()):
     yield from _follow(live, progress, "sampling every method together", 4)
     results = live.result
     follow = min(max(int(follow or 0), 0), base.num_samples - 1)
-    picture = views.comparison_html(results.runs, follow, _beyond_range(weights), explorer.runs_computed)
+    picture = views.comparison_html(results.runs, follow, _beyond_range(weights, base.guide),
+                                    explorer.runs_computed)
     status = f"**{views.settings_line(base, weights, short=True)}** · {views.timing(results)}"
     name = f"guidance_lab_class{base.label}_seed{base.seed}.png"
     yield picture, views.summary(results), status, files.save_file(views.comparison_grid(results), OUT_DIR, name)
@@ -182,6 +185,11 @@ def on_pick(follow, event: gr.EventData):
 
 def on_mode(mode):
     return gr.update(visible=mode == "same"), gr.update(visible=mode == "own")
+
+
+def on_guide(guide):
+    """The guided methods' range captions follow the chosen guide."""
+    return [gr.update(info=_hint(m, guide) or "not measured with this guide") for m in GUIDED]
 
 
 def on_stop():
@@ -339,6 +347,7 @@ def build() -> gr.Blocks:
         pick_event.then(on_trajectory, [*settings, follow], trajectory, api_visibility="private",
                         show_progress="minimal", **SAMPLING)
         mode.change(on_mode, mode, [same_group, own_group], api_visibility="private")
+        guide.change(on_guide, guide, method_weights, api_visibility="private", queue=False)
         for widget in (num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi):
             widget.change(None, js=OUTDATED_JS)
         stop.click(on_stop, None, status, cancels=[compare_event, ladder_event, trajectory_event],

@@ -159,8 +159,15 @@ def evaluate_study(device: torch.device, names: list[str] | None, seeds: tuple[i
     sampler = SamplerConfig()
     reference = Reference.of(models)
     point = dict(reference=reference, seeds=seeds, sampler=sampler)
-    unguided = evaluate_point(models, "unguided", 0.0, **point)
-    cfg = [evaluate_point(models, "cfg", w, **point) for w in (0.25, 0.5, 1.0)]
+    base = RESULTS / "_base.json"                        # unguided and CFG, the same for every guide
+    key = {"seeds": list(seeds), "steps": sampler.num_steps}
+    if base.exists() and json.loads(base.read_text())["key"] == key:
+        unguided, *cfg = json.loads(base.read_text())["rows"]
+    else:
+        unguided = evaluate_point(models, "unguided", 0.0, **point)
+        cfg = [evaluate_point(models, "cfg", w, **point) for w in (0.25, 0.5, 1.0)]
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        base.write_text(json.dumps({"key": key, "rows": [unguided, *cfg]}, indent=2) + "\n")
     available = candidates()
     todo = names or available
     results = [study_one(models, name, reference, seeds, sampler) for name in todo]

@@ -8,9 +8,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import GUIDES
 from .guidance import GUIDANCE
 
 EVALUATION = Path(__file__).resolve().parent.parent / "assets" / "evaluation.json"
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 FID = "fid_classifier_features"
 
 
@@ -60,3 +62,25 @@ def default_weight(method: str) -> float:
     """The measured best-FID w, or the method's own default where none is stored."""
     measured = ranges().get(method)
     return measured.best_weight if measured else GUIDANCE[method].default_weight
+
+
+@functools.lru_cache(maxsize=8)
+def guide_range(key: str, folder: Path = WEIGHTS) -> MeasuredRange | None:
+    """Autoguidance's measured range with one of the offered guides (config.GUIDES key), from the guide study
+    numbers stored in its weights JSON (python -m demo.guides ship); None where there are none."""
+    guide = next((g for g in GUIDES if g.key == key), None)
+    path = folder / f"{guide.file}.json" if guide else None
+    if path is None or not path.exists():
+        return None
+    study = json.loads(path.read_text()).get("study")
+    if not study:
+        return None
+    return MeasuredRange("autoguidance", study["best_w"], study["best_fid"], study["fid_doubles_at_w"],
+                         max(study["settings"]["weights"]))
+
+
+def method_range(method: str, guide: str | None = None) -> MeasuredRange | None:
+    """A method's measured range; for a method that uses a guide other than the default, that guide's."""
+    if guide not in (None, GUIDES[0].key) and "weak_net" in GUIDANCE[method].requires:
+        return guide_range(guide) if method == "autoguidance" else None
+    return ranges().get(method)

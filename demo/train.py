@@ -1,7 +1,8 @@
 """Train every shipped network and write weights/: `python -m demo.train [--only NAME ...] [--device cuda]`.
 
 Seeded and resumable (state in runs/<name>/state.pt every `checkpoint_every` iterations; rerunning continues).
-The four jobs reproduce the shipped weights; their configs below are the single source of truth.
+The three jobs reproduce the shipped weights; their configs below are the single source of truth. The autoguidance
+guides (weak_denoiser, guide_*) come from the guide study: `python -m demo.guides train|evaluate|ship`.
 """
 from __future__ import annotations
 
@@ -76,9 +77,6 @@ JOBS: dict[str, Job] = {
     "denoiser": Job(lambda: Denoiser(UNetConfig(channels=(32, 64), patch=2)), denoiser_loss,
                     TrainConfig(iterations=6000, batch_size=128, lr=1e-3, seed=1),
                     "main class-conditional denoiser D(x, sigma, label)"),
-    "weak_denoiser": Job(lambda: Denoiser(UNetConfig(channels=(16, 32), emb_dim=64, patch=2)), denoiser_loss,
-                         TrainConfig(iterations=1500, batch_size=128, lr=1e-3, ema_halflife=150, seed=2),
-                         "autoguidance guide: ~1/4 the parameters, trained 1/4 as long (Karras et al. 2024)"),
     "classifier": Job(lambda: NoisyClassifier(ClassifierConfig(channels=(32, 64), patch=2)), classifier_loss,
                       TrainConfig(iterations=2000, batch_size=128, lr=1e-3, p_std=1.8, seed=3),
                       "noisy classifier p(label | x, sigma) for classifier guidance and GFCG"),

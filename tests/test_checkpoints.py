@@ -8,7 +8,7 @@ import torch
 
 from demo import checkpoints
 from demo.checkpoints import CheckpointError
-from demo.config import UNetConfig
+from demo.config import GUIDES, UNetConfig
 from demo.networks import Denoiser
 
 
@@ -70,14 +70,17 @@ def test_config_that_does_not_match_the_tensors_is_refused(folder):
 
 def test_shipped_weights_are_all_listed_and_verified():
     manifest = json.loads((checkpoints.WEIGHTS_DIR / "MANIFEST.json").read_text())
-    for name in ("denoiser", "weak_denoiser", "classifier", "eval_classifier"):
+    for name in ("denoiser", "classifier", "eval_classifier", *(g.file for g in GUIDES)):
         assert f"{name}.safetensors" in manifest and f"{name}.json" in manifest
         assert checkpoints.load_info(name)["architecture"]
     assert not list(checkpoints.WEIGHTS_DIR.glob("*.pt")) and not list(checkpoints.WEIGHTS_DIR.glob("*.pkl"))
 
 
-def test_weak_denoiser_is_smaller_and_trained_shorter():
-    main, weak = checkpoints.load_info("denoiser"), checkpoints.load_info("weak_denoiser")
-    assert weak["num_parameters"] < main["num_parameters"] / 2
-    assert weak["train"]["iterations"] * weak["train"]["batch_size"] <= \
-        main["train"]["iterations"] * main["train"]["batch_size"] / 4
+def test_every_guide_is_a_degraded_member_of_the_main_family():
+    """Karras et al. 2024: the guide is the same kind of model with less capacity and/or less training."""
+    main = checkpoints.load_info("denoiser")
+    for guide in GUIDES:
+        weak = checkpoints.load_info(guide.file)
+        assert weak["architecture"] == main["architecture"]
+        iterations = weak.get("snapshot_iteration", weak["train"]["iterations"])
+        assert weak["num_parameters"] < main["num_parameters"] / 2 or iterations <= main["train"]["iterations"] / 4

@@ -20,7 +20,7 @@ def tiny_jobs(monkeypatch, tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("name", ["weak_denoiser", "classifier", "eval_classifier"])
+@pytest.mark.parametrize("name", ["denoiser", "classifier", "eval_classifier"])
 def test_training_is_reproducible_and_resumable(tiny_jobs, name):
     cpu = torch.device("cpu")
     train.run(name, cpu, tiny_jobs / "a")                      # leaves runs/<name>/state.pt at iteration 3
