@@ -16,6 +16,8 @@ from demo import explorer as ex
 from demo import toy_lab, views
 from demo.guidance import GUIDANCE, METHODS
 
+GUIDED = METHODS[1:]
+
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = dict(label=3, mode="same", weight=2.0, w_classifier=3.0, w_cfg=1.0, w_gfcg=3.0, w_autoguidance=0.5,
                 w_gfcg_ag=1.0, guide="default", num_steps=12, sampler="ddim", num_samples=4, seed=1, sigma_lo=0.0, sigma_hi=80.0)
@@ -61,12 +63,24 @@ def test_compare_handler_returns_one_aligned_picture(explorer):
 
 
 def test_each_method_at_its_own_w(explorer):
-    picture, summary, status, _ = drain(app.on_compare(*values(mode="own", w_autoguidance=3.0)))
-    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in summary.splitlines()[2:7]}
+    picture, summary, status, _ = drain(app.on_compare(*values(mode="own", w_autoguidance=3.0, w_gfcg_ag=20.0)))
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in summary.splitlines()[2:8]}
     assert rows == {"Unguided": "–", "Classifier": "3", "Classifier-free": "1", "Gradient-free": "3",
-                    "Autoguidance": "3"}
+                    "Autoguidance": "3", "GFCG + AG": "20"}
     assert "w per method" in status
-    assert "Autoguidance at w = 3 is past w ≈" in picture                   # said plainly, from the evaluation
+    assert "Autoguidance with this guide at w = 3 is past" not in picture       # the recommended guide holds at 3
+
+
+def test_the_guide_changes_autoguidance_and_its_measured_range(explorer):
+    default = drain(app.on_compare(*values(mode="own", w_autoguidance=3.0)))
+    early = drain(app.on_compare(*values(mode="own", w_autoguidance=3.0, guide="collapses_early")))
+    assert "Autoguidance with this guide at w = 3 is past w ≈ 1.3" in early[0]      # the study's number
+    assert "Autoguidance with this guide" not in default[0]
+    assert early[0] != default[0]
+    captions = app.on_guide("collapses_early")
+    assert "best FID at 0.5; degrades beyond ≈ 1.3" == captions[GUIDED.index("autoguidance")]["info"]
+    with pytest.raises(gr.Error, match="unknown guide"):
+        drain(app.on_compare(*values(guide="nope")))
 
 
 def test_changing_only_w_reuses_the_unguided_run_and_views_recompute_nothing(explorer):
