@@ -80,7 +80,8 @@ def comparison_html(runs: dict[str, MethodRun], selected: int | None = None, not
                     f'<div class="gl-label">{method_label(method, run)}</div>'
                     f'<div class="gl-cells" style="--gl-columns: {columns}">{cells}</div></div>')
     counter = "" if runs_computed is None else f' data-runs-computed="{runs_computed}"'
-    return (f'<div class="gl-comparison"{counter} data-samples="{n}">'
+    tile_rows = len(runs) * -(-n // columns)             # the CSS keeps this many rows of digits on one screen
+    return (f'<div class="gl-comparison"{counter} data-samples="{n}" style="--gl-rows: {tile_rows}">'
             f'<div class="gl-row gl-head"><div class="gl-label"><span class="gl-meta">sample →</span></div>'
             f'<div class="gl-cells" style="--gl-columns: {columns}">{head}</div></div>{"".join(rows)}'
             f'<div class="gl-legend">✓ right class · ✗ another class · ? unrealistic (far from every real '
