@@ -106,13 +106,16 @@ SHIPPED_BEFORE = "half-1of4-ema10-shipped"       # the guide shipped before the 
 
 
 def candidates() -> list[str]:
-    """Every trained guide candidate (the snapshots, plus the guide shipped before the study: its own 1500-it
-    run, copied in on first use while weights/ still holds it)."""
+    """Every trained guide candidate: the snapshots, plus the guide shipped before the study (its own 1500-it
+    run), copied in from weights/ (where it is weak_denoiser before the study, guide_collapses_early after)."""
     if not (CANDIDATES / f"{SHIPPED_BEFORE}.json").exists():
-        info = checkpoints.load_info(GUIDES[0].file)
-        if "study" not in info:
-            checkpoints.save(checkpoints.load(GUIDES[0].file), SHIPPED_BEFORE,
-                             {k: v for k, v in info.items() if k not in ("architecture", "config")}, CANDIDATES)
+        for guide in GUIDES:
+            info = checkpoints.load_info(guide.file) if (checkpoints.WEIGHTS_DIR / f"{guide.file}.json").exists() \
+                else {"study": {}}
+            if info.get("study", {"candidate": SHIPPED_BEFORE}).get("candidate") == SHIPPED_BEFORE:
+                info = {k: v for k, v in info.items() if k not in ("architecture", "config", "study", "guide")}
+                checkpoints.save(checkpoints.load(guide.file), SHIPPED_BEFORE, info, CANDIDATES)
+                break
     return [path.stem for path in sorted(CANDIDATES.glob("*.json")) if path.stem != "MANIFEST"]
 
 
