@@ -266,7 +266,8 @@ def build() -> gr.Blocks:
                         num_samples = gr.Slider(1, LIMITS.max_samples, value=DEFAULTS["num_samples"], step=1,
                                                 label="Samples per method")
                         num_steps = gr.Slider(1, LIMITS.max_steps, value=DEFAULTS["num_steps"], step=1, label="Steps")
-                        sampler = gr.Radio([("DDIM (deterministic)", "ddim"), ("Ancestral (stochastic)", "ancestral")],
+                        sampler = gr.Radio([("DDIM (deterministic)", "ddim"), ("Ancestral (stochastic)", "ancestral"),
+                                            ("DPM-Solver++(2M) (16 steps are enough)", "dpmpp_2m")],
                                            value=DEFAULTS["sampler"], label="Sampler")
                         gr.Markdown("Guidance interval (Kynkäänniemi et al. 2024): guide only while "
                                     "σ_lo < σ ≤ σ_hi. Noise runs from σ = 80 down to 0.002.")

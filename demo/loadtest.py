@@ -189,7 +189,7 @@ def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight:
     from . import views
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .benchmarks import flops_per_sample, matmul_peak
+    from .benchmarks import device_name, flops_per_sample, matmul_peak
     from .guidance import METHODS
     from .pipeline import Models
     students = [Student(k % 10, k, weight, num_samples, num_steps) for k in range(clients)]
@@ -231,7 +231,7 @@ def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight:
     return {**served, "students": f"class k mod 10, seed k, {num_samples} samples x {num_steps} DDIM steps, "
                                   f"w = {weight:g}, {len(METHODS)} methods", "throughput_per_second": clients / served["wall_seconds"],
             "flop_floor_seconds": floor, "fraction_of_flop_floor": floor / served["wall_seconds"],
-            "matmul_peak_gflops": peak,
+            "matmul_peak_gflops": peak, "device": device_name(torch.device("cpu")),
             "one_request": {"sampling_seconds": sampling, "rendering_seconds": rendering,
                             "gradio_seconds": max(0.0, round_trip - rendering), "cached_round_trip_seconds": round_trip},
             "equality": match, "view": view}

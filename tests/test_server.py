@@ -27,10 +27,14 @@ from demo import addresses, checkpoints, files, guard, hub, publish, server
 from demo import explorer as ex
 from demo.checkpoints import CheckpointError
 from demo.compute import COMPUTE
+from demo.config import GUIDES
 from demo.settings import Settings, StartupError, parse_settings
 from demo.validation import RequestError
 from test_app import values
 from test_reliability import listening_addresses
+
+# weight files, safetensors + JSON each: the denoiser, the two classifiers, the realism reference and the guides
+WEIGHT_FILES = 2 * (4 + len(GUIDES))
 
 # ---- settings ------------------------------------------------------------------------------------------------
 
@@ -296,7 +300,7 @@ def weights_copy(tmp_path) -> Path:
 def test_the_model_card_beside_the_weights_is_not_part_of_the_manifest():
     assert (checkpoints.WEIGHTS_DIR / "README.md").is_file()
     assert "README.md" not in checkpoints.read_manifest(checkpoints.WEIGHTS_DIR)
-    assert len(checkpoints.verify_folder(checkpoints.WEIGHTS_DIR)) == 10
+    assert len(checkpoints.verify_folder(checkpoints.WEIGHTS_DIR)) == WEIGHT_FILES
 
 
 def test_corrupt_manifest_and_truncated_weights_name_the_file(weights_copy):
@@ -370,7 +374,7 @@ def test_publish_is_a_dry_run_unless_told(capsys, monkeypatch, weights_copy):
         assert name in out
     assert checkpoints.sha256(weights_copy / "denoiser.safetensors") in out
     assert publish.main(["--repo", "owner/lab", "--folder", str(weights_copy), "--yes"]) == 0
-    assert uploads and uploads[0][0] == "owner/lab" and len(uploads[0][1]) == 12
+    assert uploads and uploads[0][0] == "owner/lab" and len(uploads[0][1]) == WEIGHT_FILES + 2  # + manifest, card
     (weights_copy / "denoiser.json").write_text("{}")
     assert publish.main(["--repo", "owner/lab", "--folder", str(weights_copy), "--yes"]) == 1   # never corrupt
     assert publish.main(["--repo", "not a repo"]) == 1 and len(uploads) == 1
@@ -503,7 +507,7 @@ def test_a_space_environment_binds_every_interface_and_prints_one_block(space_se
     assert listening_addresses(port) == {"0.0.0.0"}
     out = process.log_text()
     assert f"Local:   http://127.0.0.1:{port}" in out and "Space:   x" in out
-    assert "weights verified (10 files" in out and "Device:  cpu" in out and "Files:   " in out
+    assert f"weights verified ({WEIGHT_FILES} files" in out and "Device:  cpu" in out and "Files:   " in out
     assert "share=True" not in out and "Running on local URL" not in out and "Traceback" not in out
 
 
