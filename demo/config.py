@@ -91,14 +91,14 @@ class Guide:
 
 
 GUIDES = (
-    Guide("default", "weak_denoiser", "Recommended: quarter width, 1/2 training",
+    Guide("default", "weak_denoiser", "Recommended",
           "the guide study's best: a quarter of the channels (1/14 of the parameters), half of the main model's "
           "training, EMA half-life 20% of it; best FID at w ≈ 2, FID doubles only beyond w ≈ 4"),
-    Guide("collapses_early", "guide_collapses_early", "Collapses early: half width, short run",
+    Guide("collapses_early", "guide_collapses_early", "Collapses early",
           "half the channels in a short run of its own (1/4 of the training, learning rate decayed to its end; "
           "the guide shipped before the study): good at w ≤ 1, but FID doubles by w ≈ 1.3 and is 15x its best "
           "at w = 3"),
-    Guide("mild", "guide_mild", "Mild: the main network, 1/16 training",
+    Guide("mild", "guide_mild", "Mild",
           "the main network after 1/16 of its training: far weaker everywhere, so the push is broad and mild: "
           "a smaller gain (best FID 1.5x the recommended guide's), but no blow-up (FID 2.5 at w = 5, where the "
           "short-run guide reaches 25)"),
