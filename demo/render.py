@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
@@ -175,7 +176,12 @@ def method_lines(series: dict[str, tuple[Sequence[float], ...]], xlabel: str, yl
         ax.axhline(floor[1], color="#111827", ls=":", lw=1.5, label=floor[0])
     if logx:
         ax.set_xscale("symlog", linthresh=0.25)
+        ticks = sorted({float(x) for xs, *_ in series.values() for x in xs})
+        ax.set_xticks(ticks, [f"{x:g}" for x in ticks])          # the measured w, not powers of ten
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     if logy:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     _decorate(ax, xlabel, ylabel, title)
     return fig

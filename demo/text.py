@@ -80,13 +80,16 @@ at high noise it mostly reduces diversity, at low noise it barely matters.
 
 ## Samplers
 *DDIM* is the deterministic Euler step of the probability-flow ODE, $x' = D + (\sigma'/\sigma)(x - D)$;
-*ancestral* steps down further and adds fresh noise. Noise levels follow Karras et al. (2022), from
+*ancestral* steps down further and adds fresh noise; *DPM-Solver++(2M)* (Lu et al. 2022) is a deterministic
+second-order multistep solver that reuses the previous step's $D$: with it (or with DDIM) 16 steps measure
+within seed noise of DDIM's 32 here, at half the time. Noise levels follow Karras et al. (2022), from
 $\sigma = 80$ to $0.002$. The same seed gives every method the same initial and per-step noise.
 
 ## References
 - P. Dhariwal, A. Nichol. *Diffusion Models Beat GANs on Image Synthesis.* NeurIPS 2021.
 - J. Ho, T. Salimans. *Classifier-Free Diffusion Guidance.* NeurIPS 2021 Workshop, arXiv 2207.12598.
 - R. Shenoy et al. *Gradient-Free Classifier Guidance for Diffusion Model Sampling.* arXiv 2411.15393, 2024.
+- C. Lu et al. *DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models.* arXiv 2211.01095, 2022.
 - T. Karras et al. *Guiding a Diffusion Model with a Bad Version of Itself.* NeurIPS 2024.
 - T. Kynkäänniemi et al. *Applying Guidance in a Limited Interval Improves Sample and Distribution Quality in
   Diffusion Models.* NeurIPS 2024.
