@@ -23,7 +23,7 @@ from demo import files, measured, server, toy_lab, views  # noqa: E402
 from demo.compute import on_compute_thread  # noqa: E402
 from demo.compute import on_device as gpu  # noqa: E402   handlers that use the models (ZeroGPU: demo/compute.py)
 from demo.config import GUIDES, LIMITS, NUM_CLASSES  # noqa: E402
-from demo.guidance import GUIDANCE, METHODS  # noqa: E402
+from demo.guidance import GUIDANCE, METHODS, uses_guide  # noqa: E402
 from demo.pipeline import RequestError  # noqa: E402
 from demo.text import CONVENTION, EXPLANATION, HEADER, SWEEP_INTRO, TOY_INTRO  # noqa: E402
 from demo.toy import PRESETS as TOY_PRESETS  # noqa: E402
@@ -103,7 +103,7 @@ def _beyond_range(weights: dict[str, float], guide: str = GUIDES[0].key) -> str:
     for method, w in weights.items():
         hint = measured.method_range(method, guide)
         if hint and hint.degrades_beyond is not None and w > hint.degrades_beyond:
-            with_guide = " with this guide" if "weak_net" in GUIDANCE[method].requires else ""
+            with_guide = " with this guide" if uses_guide(method) else ""
             notes.append(f"{GUIDANCE[method].title}{with_guide} at w = {w:g} is past w ≈ "
                          f"{hint.degrades_beyond:.2g}, where it degrades with this model.")
     return " ".join(notes)

@@ -7,7 +7,8 @@ Sections:
   networks     FLOPs per sample-forward (counted by torch's FlopCounterMode), time per sample, GFLOP/s, % of peak
   methods      each method alone (8 samples x 32 DDIM steps, w = 3): time, ratio to unguided, the ratio its
                network calls predict, and sampler overhead = total time / time inside network calls
-  comparison   what the app's Generate does: all 6 methods (unguided + 5 guided) with trajectories, sampled together, + pictures;
+  comparison   what the app's Generate does: all 6 methods (unguided + 5 guided) with trajectories, sampled
+               together, + pictures;
                also the same methods one after another, a w-only change and a trajectory-view change
   peer         the same denoiser driven by diffusers' DDIMScheduler loop (same steps, batch, guidance)
   tried        inference_mode, channels_last, 1 vs 2 threads: measured, kept only where they pay off
@@ -222,7 +223,8 @@ def main() -> None:
                        ("sampler_overhead", "total/network", ".2f")]) + "\n")
 
     report["comparison"] = c = comparison_rows(models, base, repeats)
-    print(f"the app's comparison ({len(METHODS)} methods x {args.samples} samples x {args.steps} steps, trajectories, pictures):")
+    print(f"the app's comparison ({len(METHODS)} methods x {args.samples} samples x {args.steps} steps, "
+          f"trajectories, pictures):")
     print(f"  all methods sampled together   {c['together_seconds']:.3f} s   (total/network {c['together_overhead']:.2f}; "
           f"range {c['together_min_seconds']:.2f}-{c['together_max_seconds']:.2f} s)")
     print(f"  one method after another       {c['one_after_another_seconds']:.3f} s   "

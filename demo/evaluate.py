@@ -28,6 +28,7 @@ from . import render
 from .config import NUM_CLASSES, Interval, SamplerConfig
 from .data import load_mnist
 from .guidance import GFCG_OPTIONS, GUIDANCE, METHODS, make_guidance, nfe_per_sample
+from .measured import sweep_rows
 from .metrics import evaluate_images, frechet_distance, mean_pairwise_distance, precision_recall
 from .pipeline import GuidedRun, Models, sample_runs
 from .sampling import final
@@ -132,13 +133,8 @@ def floor_row(models: Models, reference: Reference, sigma_min: float) -> dict:
                                              sigma_min)]), "nfe_per_sample": 0, "seconds_per_sample": 0.0}
 
 
-def main_rows(rows: list[dict]) -> list[dict]:
-    """The sweep proper: default options and guide, no floor."""
-    return [r for r in rows if not r["variant"] and not r["guide"] and r["method"] in GUIDANCE]
-
-
 def plots(rows: list[dict], out: Path, suffix: str) -> list[Path]:
-    sweep = main_rows(rows)
+    sweep = sweep_rows(rows)
     floor = next((r for r in rows if r["method"] == "real data"), None)
     by_method = {m: sorted([r for r in sweep if r["method"] in (m, "unguided")], key=lambda r: r["w"])
                  for m in METHODS[1:] if any(r["method"] == m for r in sweep)}
@@ -181,7 +177,8 @@ def plots(rows: list[dict], out: Path, suffix: str) -> list[Path]:
 
 
 def line(r: dict) -> str:
-    label = f"{r['method']}{' [' + r['variant'] + ']' if r['variant'] else ''}{' guide=' + r['guide'] if r['guide'] else ''}"
+    label = r["method"] + (f" [{r['variant']}]" if r["variant"] else "")
+    label += f" guide={r['guide']}" if r["guide"] else ""
     return (f"{label:<34} w={r['w']:<5g} acc {r['accuracy']:.3f}±{r['accuracy_sd']:.3f} "
             f"FID {r[FID]:6.3f}±{r[FID + '_sd']:.3f} P {r['precision']:.2f} R {r['recall']:.2f}±{r['recall_sd']:.2f}")
 

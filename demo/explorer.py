@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .config import CLASS_NAMES, GUIDES, Interval, SamplerConfig
-from .guidance import GUIDANCE, METHODS
+from .guidance import METHODS, uses_guide
 from .pipeline import Models, Request
 from .runs import NUM_FRAMES, Live, MethodRun, Progress, run_methods, run_methods_live  # noqa: F401 (API)
 from .scheduler import MAX_ROWS, Scheduler
@@ -62,7 +62,7 @@ def cache_key(request: Request) -> Request:
     guide; a method without a guide ignores the guide."""
     if request.weight == 0 or request.method == "unguided":
         return replace(request, method="unguided", weight=0.0, interval=Interval(), guide=GUIDES[0].key)
-    if "weak_net" not in GUIDANCE[request.method].requires:
+    if not uses_guide(request.method):
         return replace(request, guide=GUIDES[0].key)
     return request
 

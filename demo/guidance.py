@@ -310,18 +310,23 @@ class GradientFree(Guidance, key="gfcg"):
         """The classifier's belief that chooses c_ref and a: round 1's on x_t, or a fresh one on x0 = D(x|c)."""
         return belief if self.reads == "x_t" else classify(self.classifier, cond, SIGMA_READ_X0, label, False)
 
+    @staticmethod
+    def others(probs: Tensor, label: Tensor) -> Tensor:
+        """p (B, K) with the target class masked out (-1): its max / argmax run over k != c."""
+        return probs.scatter(1, label[:, None], -1.0)
+
     def reference_class(self, probs: Tensor, label: Tensor) -> Tensor:
         """c_ref (B,) from the classifier's p (B, K)."""
         if self.reference == "null":
             return torch.full_like(label, NULL_LABEL)
-        return probs.scatter(1, label[:, None], -1.0).argmax(dim=1)               # most-confused other class
+        return self.others(probs, label).argmax(dim=1)                           # most-confused other class
 
     def adaptive_scale(self, probs: Tensor, label: Tensor) -> Tensor:
         """a (B,) in [0, 1] from the classifier's p (B, K)."""
         if self.scale == "1-p":
             return 1 - target_probability(probs, label)                           # confusion
         p_c = target_probability(probs, label)
-        p_ref = probs.scatter(1, label[:, None], -1.0).amax(dim=1)                # max_{k != c} p_k
+        p_ref = self.others(probs, label).amax(dim=1)                              # max_{k != c} p_k
         return torch.where(p_c > 0, p_ref / p_c, 1.0).clamp(0.0, 1.0)
 
     def requests(self, net, x, sigma, label, belief):
@@ -380,6 +385,11 @@ class GradientFreeAutoguidance(GradientFree, key="gfcg_ag"):
 
 
 METHODS = tuple(GUIDANCE)      # the shipped methods, in display order (unguided first)
+
+
+def uses_guide(method: str) -> bool:
+    """Whether a method reads autoguidance's guide (the weak network), so that the guide choice changes it."""
+    return "weak_net" in GUIDANCE[method].requires
 
 
 def option_names(method: str) -> tuple[str, ...]:

@@ -71,7 +71,8 @@ RUNS = (
     GuideRun("half", UNetConfig(channels=(16, 32), emb_dim=64), MAIN_ITERATIONS,
              (MAIN_ITERATIONS // 4, MAIN_ITERATIONS), 12, "half the channels (~1/4 the parameters)"),
     GuideRun("quarter", UNetConfig(channels=(8, 16), emb_dim=32), MAIN_ITERATIONS,
-             (MAIN_ITERATIONS // 4, MAIN_ITERATIONS // 2, MAIN_ITERATIONS), 13, "a quarter of the channels (~1/16 the parameters)"),
+             (MAIN_ITERATIONS // 4, MAIN_ITERATIONS // 2, MAIN_ITERATIONS), 13,
+             "a quarter of the channels (~1/16 the parameters)"),
 )
 
 
@@ -102,7 +103,7 @@ def train_family(device: torch.device, runs: tuple[GuideRun, ...] = RUNS) -> Non
 
 CANDIDATES = GUIDE_RUNS / "snapshots"
 RESULTS = GUIDE_RUNS / "results"
-SHIPPED_BEFORE = "half-1of4-ema10-shipped"       # the guide shipped before the study (weights/weak_denoiser)
+SHIPPED_BEFORE = "half-1of4-ema10-shipped"   # the guide shipped before the study (now guide_collapses_early)
 
 
 def candidates() -> list[str]:
@@ -110,9 +111,11 @@ def candidates() -> list[str]:
     run), copied in from weights/ (where it is weak_denoiser before the study, guide_collapses_early after)."""
     if not (CANDIDATES / f"{SHIPPED_BEFORE}.json").exists():
         for guide in GUIDES:
-            info = checkpoints.load_info(guide.file) if (checkpoints.WEIGHTS_DIR / f"{guide.file}.json").exists() \
-                else {"study": {}}
-            if info.get("study", {"candidate": SHIPPED_BEFORE}).get("candidate") == SHIPPED_BEFORE:
+            if not (checkpoints.WEIGHTS_DIR / f"{guide.file}.json").exists():
+                continue
+            info = checkpoints.load_info(guide.file)
+            study = info.get("study")            # none yet: before the study, weak_denoiser is the old guide
+            if study is None or study["candidate"] == SHIPPED_BEFORE:
                 info = {k: v for k, v in info.items() if k not in ("architecture", "config", "study", "guide")}
                 checkpoints.save(checkpoints.load(guide.file), SHIPPED_BEFORE, info, CANDIDATES)
                 break
@@ -178,7 +181,8 @@ def evaluate_study(device: torch.device, names: list[str] | None, seeds: tuple[i
     cfg_best = min([unguided, *cfg], key=lambda r: r[FID])
     out = {"settings": {"seeds": list(seeds), "samples_per_seed": PER_CLASS * NUM_CLASSES, "steps": sampler.num_steps,
                         "weights": list(STUDY_WEIGHTS), "main_iterations": MAIN_ITERATIONS},
-           "unguided": unguided, "cfg_best": {"w": cfg_best["w"], "fid": cfg_best[FID], "fid_sd": cfg_best[FID + "_sd"]},
+           "unguided": unguided,
+           "cfg_best": {"w": cfg_best["w"], "fid": cfg_best[FID], "fid_sd": cfg_best[FID + "_sd"]},
            "guides": table, "rows": {r["name"]: r["rows"] for r in results}}
     ASSETS.mkdir(exist_ok=True)
     (ASSETS / "guide_study.json").write_text(json.dumps(out, indent=2) + "\n")
@@ -204,8 +208,7 @@ def plot(study: dict) -> None:
         colours[s["guide"]] = palette[k % len(palette)]
     fig = render.method_lines(series, "autoguidance weight w", "FID (classifier features)",
                               "Autoguidance: FID vs w for each guide (1 seed, 250 samples per point)", colours,
-                              logy=True,
-                              floor=("CFG's best", study["cfg_best"]["fid"]))
+                              logy=True, floor=("CFG's best", study["cfg_best"]["fid"]))
     fig.set_size_inches(7.5, 4.8)
     fig.axes[0].set_xticks([0, *STUDY_WEIGHTS])
     fig.axes[0].legend(fontsize=7, ncols=2)

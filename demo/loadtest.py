@@ -229,7 +229,8 @@ def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight:
     served.pop("latencies")
     round_trip = statistics.median(cached)
     return {**served, "students": f"class k mod 10, seed k, {num_samples} samples x {num_steps} DDIM steps, "
-                                  f"w = {weight:g}, {len(METHODS)} methods", "throughput_per_second": clients / served["wall_seconds"],
+                                  f"w = {weight:g}, {len(METHODS)} methods",
+            "throughput_per_second": clients / served["wall_seconds"],
             "flop_floor_seconds": floor, "fraction_of_flop_floor": floor / served["wall_seconds"],
             "matmul_peak_gflops": peak, "device": device_name(torch.device("cpu")),
             "one_request": {"sampling_seconds": sampling, "rendering_seconds": rendering,

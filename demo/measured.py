@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import GUIDES
-from .guidance import GUIDANCE
+from .guidance import GUIDANCE, uses_guide
 
 EVALUATION = Path(__file__).resolve().parent.parent / "assets" / "evaluation.json"
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -41,13 +41,17 @@ def degradation_point(points: list[tuple[float, float]], best_weight: float, bes
     return None
 
 
+def sweep_rows(rows: list[dict]) -> list[dict]:
+    """The evaluation's sweep proper: the methods at their default options and guide (no floor, no variants)."""
+    return [r for r in rows if r["method"] in GUIDANCE and not r.get("variant") and not r.get("guide")]
+
+
 @functools.lru_cache(maxsize=4)
 def ranges(path: Path = EVALUATION) -> dict[str, MeasuredRange]:
     """Per guided method, from the stored evaluation; {} if there is none."""
     if not path.exists():
         return {}
-    rows = [r for r in json.loads(path.read_text())["rows"]
-            if r["method"] in GUIDANCE and not r.get("variant") and not r.get("guide")]   # the sweep proper
+    rows = sweep_rows(json.loads(path.read_text())["rows"])
     unguided = [(r["w"], r[FID]) for r in rows if r["method"] == "unguided"]
     out = {}
     for method in {r["method"] for r in rows} - {"unguided"}:
@@ -81,6 +85,6 @@ def guide_range(key: str, folder: Path = WEIGHTS) -> MeasuredRange | None:
 
 def method_range(method: str, guide: str | None = None) -> MeasuredRange | None:
     """A method's measured range; for a method that uses a guide other than the default, that guide's."""
-    if guide not in (None, GUIDES[0].key) and "weak_net" in GUIDANCE[method].requires:
+    if guide not in (None, GUIDES[0].key) and uses_guide(method):
         return guide_range(guide) if method == "autoguidance" else None
     return ranges().get(method)

@@ -138,7 +138,8 @@ class Run:
     @classmethod
     def of(cls, models: Models, request: Request) -> Run:
         """The run of one validated request."""
-        guidance = make_guidance(request.method, request.weight, request.interval, **models.guidance_models(request.guide))
+        guidance = make_guidance(request.method, request.weight, request.interval,
+                                 **models.guidance_models(request.guide))
         labels = torch.full((request.num_samples,), request.label, dtype=torch.long)
         return cls(models, GuidedRun(guidance, labels, request.seed), request.sampler)
 

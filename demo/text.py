@@ -1,8 +1,8 @@
 """The words the app shows (kept out of app.py so the layout stays readable)."""
 from .config import GUIDES
 
-HEADER = """**Guidance Lab** · one diffusion model, five ways to guide it (and none): every column shares its seed and noise,
-so compare down a column. **w = 0 is unguided sampling for every method.**"""
+HEADER = """**Guidance Lab** · one diffusion model, five ways to guide it (and none): every column shares its seed
+and noise, so compare down a column. **w = 0 is unguided sampling for every method.**"""
 
 SWEEP_INTRO = """Samples at w ∈ {{{weights}}} for every guided method, with the digit, seed and settings of the Compare
 tab, and the trade-off between fidelity (mean probability of the target class) and diversity (mean pairwise
@@ -89,7 +89,8 @@ $\sigma = 80$ to $0.002$. The same seed gives every method the same initial and 
 - P. Dhariwal, A. Nichol. *Diffusion Models Beat GANs on Image Synthesis.* NeurIPS 2021.
 - J. Ho, T. Salimans. *Classifier-Free Diffusion Guidance.* NeurIPS 2021 Workshop, arXiv 2207.12598.
 - R. Shenoy et al. *Gradient-Free Classifier Guidance for Diffusion Model Sampling.* arXiv 2411.15393, 2024.
-- C. Lu et al. *DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models.* arXiv 2211.01095, 2022.
+- C. Lu et al. *DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models.* arXiv 2211.01095,
+  2022.
 - T. Karras et al. *Guiding a Diffusion Model with a Bad Version of Itself.* NeurIPS 2024.
 - T. Kynkäänniemi et al. *Applying Guidance in a Limited Interval Improves Sample and Distribution Quality in
   Diffusion Models.* NeurIPS 2024.

@@ -211,7 +211,8 @@ def saved_results(folder: Path = ASSETS) -> tuple[str, list[str]] | None:
              "|---|---|---|---|---|---|---|---|"]
 
     def sd(r, key, digits):
-        return f"{r[key]:.{digits}f}" + (f" ± {r[key + '_sd']:.{digits}f}" if key + '_sd' in r and r.get('seeds', 1) > 1 else "")
+        spread = key + "_sd" in r and r.get("seeds", 1) > 1
+        return f"{r[key]:.{digits}f}" + (f" ± {r[key + '_sd']:.{digits}f}" if spread else "")
 
     for r in table["rows"]:
         name = short_title(r["method"]) if r["method"] in GUIDANCE else r["method"]

@@ -20,7 +20,8 @@ GUIDED = METHODS[1:]
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = dict(label=3, mode="same", weight=2.0, w_classifier=3.0, w_cfg=1.0, w_gfcg=3.0, w_autoguidance=0.5,
-                w_gfcg_ag=1.0, guide="default", num_steps=12, sampler="ddim", num_samples=4, seed=1, sigma_lo=0.0, sigma_hi=80.0)
+                w_gfcg_ag=1.0, guide="default", num_steps=12, sampler="ddim", num_samples=4, seed=1, sigma_lo=0.0,
+                sigma_hi=80.0)
 
 
 def values(follow: int = 0, **changes) -> list:

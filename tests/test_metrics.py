@@ -78,6 +78,7 @@ def test_realism_flags_blobs_noise_and_collapsed_samples_but_not_real_digits(mod
     _, features = evaluate_images(models.eval_classifier, torch.cat([blob, noise]))
     assert not models.realism.realistic(features).any()
     collapsed = torch.cat([generate_final(models, Request(label=c, method="autoguidance", weight=8.0, num_samples=4,
-                                                          seed=s, guide="collapses_early")) for c in (0, 3, 8) for s in (0, 1)])
+                                                          seed=s, guide="collapses_early"))
+                           for c in (0, 3, 8) for s in (0, 1)])
     _, features = evaluate_images(models.eval_classifier, collapsed)
     assert models.realism.realistic(features).float().mean() <= 0.4
