@@ -18,15 +18,19 @@ from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-from demo import explorer as ex  # noqa: E402
-from demo import files, measured, server, toy_lab, views  # noqa: E402
-from demo.compute import on_compute_thread  # noqa: E402
-from demo.compute import on_device as gpu  # noqa: E402   handlers that use the models (ZeroGPU: demo/compute.py)
-from demo.config import GUIDES, LIMITS, NUM_CLASSES  # noqa: E402
-from demo.guidance import GUIDANCE, METHODS, uses_guide  # noqa: E402
-from demo.pipeline import RequestError  # noqa: E402
-from demo.text import CONVENTION, EXPLANATION, HEADER, SWEEP_INTRO, TOY_INTRO  # noqa: E402
-from demo.toy import PRESETS as TOY_PRESETS  # noqa: E402
+from demo.engine.config import GUIDES, LIMITS, NUM_CLASSES  # noqa: E402
+from demo.engine.guidance import GUIDANCE, METHODS, uses_guide  # noqa: E402
+from demo.engine.pipeline import RequestError  # noqa: E402
+from demo.science import findings as measured
+from demo.serving import outputs as files
+from demo.serving import server
+from demo.serving import service as ex  # noqa: E402
+from demo.serving.compute import on_compute_thread  # noqa: E402
+from demo.serving.compute import on_device as gpu  # noqa: E402   handlers that use the models (ZeroGPU: demo/compute.py)
+from demo.toy import lab as toy_lab
+from demo.toy.mixture import PRESETS as TOY_PRESETS  # noqa: E402
+from demo.ui import views  # noqa: E402
+from demo.ui.prose import CONVENTION, EXPLANATION, HEADER, SWEEP_INTRO, TOY_INTRO  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
@@ -297,7 +301,7 @@ def build() -> gr.Blocks:
             stored = views.saved_results()
             if stored is not None:
                 table, plot_files = stored
-                gr.Markdown("### Measured trade-offs on the whole model (precomputed, `python -m demo.evaluate`)")
+                gr.Markdown("### Measured trade-offs on the whole model (precomputed, `python -m demo.science.evaluate`)")
                 for pair in (plot_files[:2], plot_files[2:]):
                     with gr.Row(elem_classes="evaluation-plots"):
                         for path in pair:

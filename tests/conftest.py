@@ -4,11 +4,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import network_guard
 import pytest
 import torch
 
-import network_guard
-from demo.toy import GaussianMixture, MixtureClassifier, three_class_mixture
+from demo.toy.mixture import GaussianMixture, MixtureClassifier, three_class_mixture
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -34,7 +34,7 @@ def away_from_zero():
     """A toy guidance method, written the way a new method is added: one small class (removed afterwards)."""
     import torch
 
-    from demo.guidance import GUIDANCE, Call, Guidance
+    from demo.engine.guidance import GUIDANCE, Call, Guidance
 
     class AwayFromZero(Guidance, key="away_from_zero"):
         """Delta = D(x|c) - D(x|0): push away from class 0."""
@@ -52,14 +52,14 @@ def away_from_zero():
 
 @pytest.fixture(scope="session")
 def models():
-    from demo.pipeline import Models
+    from demo.engine.pipeline import Models
     return Models.load()
 
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-from demo.loadtest import free_port, launch_app  # noqa: E402,F401 (the tests' server launcher)
+from demo.tools.classroom import free_port, launch_app  # noqa: E402,F401 (the tests' server launcher)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 import app
-from demo import explorer as ex
-from demo import toy_lab, views
-from demo.guidance import GUIDANCE, METHODS
+from demo.engine.guidance import GUIDANCE, METHODS
+from demo.serving import service as ex
+from demo.toy import lab as toy_lab
+from demo.ui import views
 
 GUIDED = METHODS[1:]
 
@@ -259,7 +260,8 @@ def browser():
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     from playwright.sync_api import sync_playwright
-    from demo.screenshots import CHROMIUM_ARGS
+
+    from demo.tools.screenshots import CHROMIUM_ARGS
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
@@ -314,15 +316,15 @@ def test_handlers_do_their_torch_work_on_the_one_compute_thread(explorer, monkey
     """demo/compute.py: a second thread running torch ops makes OpenMP stop spinning (measured 1.6x slower)."""
     import threading
 
-    from demo.compute import COMPUTE
-    import demo.scheduler
+    import demo.serving.scheduler
+    from demo.serving.compute import COMPUTE
     seen = set()
-    original = demo.scheduler.step_together
+    original = demo.serving.scheduler.step_together
 
     def spy(*args, **kwargs):
         seen.add(threading.current_thread())
         return original(*args, **kwargs)
-    monkeypatch.setattr(demo.scheduler, "step_together", spy)
+    monkeypatch.setattr(demo.serving.scheduler, "step_together", spy)
     drain(app.on_compare(*values(seed=99)))
     assert seen == {COMPUTE.thread} and COMPUTE.thread is not threading.current_thread()
     assert COMPUTE.call(COMPUTE.call, threading.current_thread) is COMPUTE.thread        # re-entrant

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from demo import benchmarks, guidance
-from demo.config import UNetConfig
-from demo.networks import Denoiser
-from demo.pipeline import Request, generate_final
-from demo.config import SamplerConfig
+from demo.engine import guidance
+from demo.engine.config import SamplerConfig, UNetConfig
+from demo.engine.networks import Denoiser
+from demo.engine.pipeline import Request, generate_final
+from demo.tools import benchmarks
 
 
 def test_memory_format_is_restored_after_a_variant():

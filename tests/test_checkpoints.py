@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from demo import checkpoints
-from demo.checkpoints import CheckpointError
-from demo.config import GUIDES, UNetConfig
-from demo.networks import Denoiser
+from demo.engine import checkpoints
+from demo.engine.checkpoints import CheckpointError
+from demo.engine.config import GUIDES, UNetConfig
+from demo.engine.networks import Denoiser
 
 
 @pytest.fixture()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from demo import loadtest
+from demo.tools import classroom as loadtest
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The evaluation command end to end in --quick mode (the full sweep is `python -m demo.evaluate`)."""
+"""The evaluation command end to end in --quick mode (the full sweep is `python -m demo.science.evaluate`)."""
 from __future__ import annotations
 
 import json
@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from demo.guidance import GFCG_OPTIONS, METHODS
+from demo.engine.guidance import GFCG_OPTIONS, METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
 def test_quick_evaluation_writes_table_and_plots(tmp_path):
-    subprocess.run([sys.executable, "-m", "demo.evaluate", "--quick", "--out", str(tmp_path)], cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "demo.science.evaluate", "--quick", "--out", str(tmp_path)], cwd=ROOT,
                    check=True, timeout=300, capture_output=True)
     table = json.loads((tmp_path / "evaluation_quick.json").read_text())
     floor, *rows = table["rows"]

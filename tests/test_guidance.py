@@ -7,10 +7,18 @@ import math
 import pytest
 import torch
 
-from demo.config import NULL_LABEL, Interval
-from demo.guidance import GFCG_OPTIONS, GUIDANCE, METHODS, SIGMA_READ_X0, Belief, Evaluation, evaluate_together, \
-    make_guidance
-from demo.toy import MixtureClassifier
+from demo.engine.config import NULL_LABEL, Interval
+from demo.engine.guidance import (
+    GFCG_OPTIONS,
+    GUIDANCE,
+    METHODS,
+    SIGMA_READ_X0,
+    Belief,
+    Evaluation,
+    evaluate_together,
+    make_guidance,
+)
+from demo.toy.mixture import MixtureClassifier
 
 SIGMAS = [0.05, 0.3, 1.0, 4.0]
 WEIGHTS = [0.5, 1.0, 3.0, 7.5]

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from demo import checkpoints, guides
-from demo.config import GUIDES, UNetConfig
+from demo.engine import checkpoints
+from demo.engine.config import GUIDES, UNetConfig
+from demo.science import guide_study as guides
 
 
 def test_a_run_writes_every_snapshot_at_every_ema_length(monkeypatch, tmp_path):

@@ -6,7 +6,11 @@ import math
 import pytest
 import torch
 
-from demo.metrics import frechet_distance, mean_pairwise_distance, precision_recall
+from demo.engine.metrics import (
+    frechet_distance,
+    mean_pairwise_distance,
+    precision_recall,
+)
 
 
 def gaussian(n, d, mean=0.0, std=1.0, seed=0):
@@ -66,9 +70,9 @@ def test_realism_flags_blobs_noise_and_collapsed_samples_but_not_real_digits(mod
     """The per-sample realism marker: real digits outside the reference set pass (>= 95%), while noise, a
     blob, and autoguidance far past its collapse point (w = 8 with the guide that collapses early) are flagged,
     whatever the classifier calls them."""
-    from demo.data import load_mnist
-    from demo.metrics import evaluate_images
-    from demo.pipeline import Request, generate_final
+    from demo.engine.metrics import evaluate_images
+    from demo.engine.pipeline import Request, generate_final
+    from demo.science.data import load_mnist
     real, _ = load_mnist("train")                       # the reference is the 500 held-out digits
     _, features = evaluate_images(models.eval_classifier, real[::3])
     assert models.realism.realistic(features).float().mean() >= 0.95

@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from demo import explorer as ex
-from demo.config import GUIDES, Interval, SamplerConfig
-from demo.guidance import classify, target_probability
-from demo.pipeline import Request, RequestError, generate, generate_final
-from demo.sampling import Prediction, followed
+from demo.engine.config import GUIDES, Interval, SamplerConfig
+from demo.engine.guidance import classify, target_probability
+from demo.engine.pipeline import Request, RequestError, generate, generate_final
+from demo.engine.samplers import Prediction, followed
+from demo.serving import service as ex
 
 
 @pytest.mark.parametrize("num_steps", [1, 2, 6])

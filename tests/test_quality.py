@@ -4,10 +4,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from demo.config import SamplerConfig
-from demo.data import load_mnist
-from demo.evaluate import DOCUMENTED_CG_WEIGHT, class_accuracy, sample_all_classes
-from demo.pipeline import Request, generate, generate_final
+from demo.engine.config import SamplerConfig
+from demo.engine.pipeline import Request, generate, generate_final
+from demo.science.data import load_mnist
+from demo.science.evaluate import (
+    DOCUMENTED_CG_WEIGHT,
+    class_accuracy,
+    sample_all_classes,
+)
 
 PER_CLASS = 100
 DDIM_32 = SamplerConfig(num_steps=32, sampler="ddim")

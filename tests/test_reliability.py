@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ROOT, free_port, launch_app
-from demo.config import Interval, SamplerConfig
-from demo.pipeline import Request, RequestError
+
+from demo.engine.config import Interval, SamplerConfig
+from demo.engine.pipeline import Request, RequestError
 
 # ---- one place validates every request (the Gradio API can bypass the widgets) --------------------------
 
@@ -110,7 +109,7 @@ def listening_addresses(port: int) -> set[str]:
 def test_load_cancellation_memory_and_no_outbound_connections(tmp_path):
     from gradio_client import Client
 
-    from demo import loadtest
+    from demo.tools import classroom as loadtest
     log = tmp_path / "network.log"                      # the session's network guard (conftest) refuses and logs
     with launch_app({"NETWORK_LOG": str(log)}) as (url, process):
         assert listening_addresses(int(url.rsplit(":", 1)[1])) == {"127.0.0.1"}      # loopback by default
@@ -142,7 +141,7 @@ def test_two_replicas_answer_as_one_process(tmp_path):
     runs from the request (same seed, same result) and returns the same bytes as the first would."""
     from gradio_client import Client
 
-    from demo import loadtest
+    from demo.tools import classroom as loadtest
     student = loadtest.Student(label=4, seed=11, num_samples=3, num_steps=8)
     with launch_app() as (url_a, _), launch_app() as (url_b, _):
         a = Client(url_a, verbose=False, download_files=str(tmp_path / "a"))
@@ -161,8 +160,8 @@ def test_two_replicas_answer_as_one_process(tmp_path):
 def test_bitwise_determinism_across_processes():
     code = textwrap.dedent('''
         import hashlib
-        from demo.pipeline import Models, Request, generate_final
-        from demo.config import SamplerConfig
+        from demo.engine.pipeline import Models, Request, generate_final
+        from demo.engine.config import SamplerConfig
         m = Models.load()
         for method in ("unguided", "classifier", "cfg", "gfcg", "autoguidance"):
             x = generate_final(m, Request(label=2, method=method, weight=2.5, num_samples=3, seed=123,

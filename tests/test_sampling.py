@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from demo.config import Interval
-from demo.guidance import make_guidance
-from demo.sampling import BatchNoise, NoiseSource, final, sample
-from demo.schedule import karras_sigmas
+from demo.engine.config import Interval
+from demo.engine.guidance import make_guidance
+from demo.engine.noise import karras_sigmas
+from demo.engine.samplers import BatchNoise, NoiseSource, final, sample
 
 
 def run(mixture, method="unguided", weight=0.0, sampler="ddim", num_steps=32, seed=0, n=256, label=0,
@@ -123,7 +123,7 @@ def test_dpmpp_2m_is_a_second_order_ode_solver(mixture):
 
 def test_trajectory_steps_one_run_as_the_loop_does(mixture):
     """The scheduler's per-run stepping and the plain loop are the same code path."""
-    from demo.sampling import Trajectory
+    from demo.engine.samplers import Trajectory
     guidance = make_guidance("cfg", 2.0)
     c = torch.full((16,), 2, dtype=torch.long)
     sigmas = karras_sigmas(8, 0.002, 80.0)

@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-import demo.scheduler
-from demo import explorer as ex
-from demo.config import SamplerConfig
-from demo.pipeline import Request
-from demo.scheduler import BACKGROUND, INTERACTIVE, Scheduler, rows
+import demo.serving.scheduler
+from demo.engine.config import SamplerConfig
+from demo.engine.pipeline import Request
+from demo.serving import service as ex
+from demo.serving.scheduler import BACKGROUND, INTERACTIVE, Scheduler, rows
 
 BASE = Request(label=3, method="cfg", weight=2.0, num_samples=3, seed=0, sampler=SamplerConfig(num_steps=6))
 
@@ -50,12 +50,12 @@ def test_concurrent_comparisons_are_batched_and_each_matches_its_run_alone(model
 
 def test_a_run_joins_a_batch_under_way_at_another_noise_level(models, monkeypatch):
     batches = []
-    original = demo.scheduler.step_together
+    original = demo.serving.scheduler.step_together
 
     def spy(models, recordings):
         batches.append({r.request.seed: r.run.trajectory.sigma for r in recordings})
         return original(models, recordings)
-    monkeypatch.setattr(demo.scheduler, "step_together", spy)
+    monkeypatch.setattr(demo.serving.scheduler, "step_together", spy)
     scheduler = Scheduler(models)
     first = scheduler.submit([BASE])
     for _ in range(3):
@@ -100,7 +100,7 @@ def test_interactive_work_goes_first_and_a_step_stays_within_the_row_cap(models)
 def test_a_fault_reaches_every_waiter_and_the_scheduler_goes_on(models, monkeypatch):
     def broken(models, recordings):
         raise RuntimeError("out of memory")
-    monkeypatch.setattr(demo.scheduler, "step_together", broken)
+    monkeypatch.setattr(demo.serving.scheduler, "step_together", broken)
     explorer = ex.Explorer(models)
     with pytest.raises(RuntimeError, match="out of memory"):
         explorer.compare(BASE, ["cfg"])
@@ -111,8 +111,8 @@ def test_a_fault_reaches_every_waiter_and_the_scheduler_goes_on(models, monkeypa
 def test_a_request_over_the_budget_is_refused_at_once_with_what_to_reduce(models):
     import time
 
-    from demo import toy_lab
-    from demo.validation import RequestError
+    from demo.engine.validation import RequestError
+    from demo.toy import lab as toy_lab
     explorer = ex.Explorer(models, budget=8)
     huge = Request(label=3, num_samples=64, sampler=SamplerConfig(num_steps=1000))
     began = time.perf_counter()

@@ -20,18 +20,22 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-
-import app
 from conftest import ROOT, free_port
-from demo import addresses, checkpoints, files, guard, hub, publish, server
-from demo import explorer as ex
-from demo.checkpoints import CheckpointError
-from demo.compute import COMPUTE
-from demo.config import GUIDES
-from demo.settings import Settings, StartupError, parse_settings
-from demo.validation import RequestError
 from test_app import values
 from test_reliability import listening_addresses
+
+import app
+from demo.engine import checkpoints
+from demo.engine.checkpoints import CheckpointError
+from demo.engine.config import GUIDES
+from demo.engine.validation import RequestError
+from demo.serving import addresses, guard, server
+from demo.serving import outputs as files
+from demo.serving import service as ex
+from demo.serving import weights_source as hub
+from demo.serving.compute import COMPUTE
+from demo.serving.settings import Settings, StartupError, parse_settings
+from demo.tools import publish
 
 # weight files, safetensors + JSON each: the denoiser, the two classifiers, the realism reference and the guides
 WEIGHT_FILES = 2 * (4 + len(GUIDES))
@@ -366,7 +370,7 @@ def test_hub_download_failure_is_one_line(monkeypatch):
 
 def test_publish_is_a_dry_run_unless_told(capsys, monkeypatch, weights_copy):
     uploads = []
-    monkeypatch.setattr(hub, "upload", lambda repo, folder, files, private: uploads.append((repo, files)) or "url")
+    monkeypatch.setattr(publish, "upload", lambda repo, folder, files, private: uploads.append((repo, files)) or "url")
     assert publish.main(["--repo", "owner/lab", "--folder", str(weights_copy)]) == 0
     out = capsys.readouterr().out
     assert "model repo owner/lab" in out and "Dry run: nothing was uploaded" in out and not uploads

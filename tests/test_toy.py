@@ -1,15 +1,15 @@
 """The exact 2-D lab: tilted density, presets, and what CFG does (and does not) sample."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
 
-import time
-
-from demo import toy_lab
-from demo.config import Interval
-from demo.toy import PRESETS
+from demo.engine.config import Interval
+from demo.toy import lab as toy_lab
+from demo.toy.mixture import PRESETS
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))

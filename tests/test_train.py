@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from demo import train
+from demo.science import train
 
 
 @pytest.fixture()
@@ -34,5 +34,5 @@ def test_training_is_reproducible_and_resumable(tiny_jobs, name):
 
 
 def test_runs_folder_does_not_depend_on_the_working_directory():
-    from demo import checkpoints
+    from demo.engine import checkpoints
     assert train.RUNS_DIR.is_absolute() and train.RUNS_DIR.parent == checkpoints.WEIGHTS_DIR.parent

@@ -19,11 +19,20 @@ from typing import Callable
 
 import torch
 
-from . import addresses, files, hub
-from .checkpoints import WEIGHTS_DIR, CheckpointError, verify_folder
-from .compute import COMPUTE
-from .guard import MAX_BODY, RequestGuard, one_line, quiet_user_errors, setup_log, unprinted_user_errors
-from .settings import MAX_QUEUE, Settings, StartupError, parse_settings
+from demo.engine.checkpoints import WEIGHTS_DIR, CheckpointError, verify_folder
+from demo.serving import addresses
+from demo.serving import outputs as files
+from demo.serving import weights_source as hub
+from demo.serving.compute import COMPUTE
+from demo.serving.guard import (
+    MAX_BODY,
+    RequestGuard,
+    one_line,
+    quiet_user_errors,
+    setup_log,
+    unprinted_user_errors,
+)
+from demo.serving.settings import MAX_QUEUE, Settings, StartupError, parse_settings
 
 OUTPUT_PREFIX = "guidance_lab-"
 
@@ -151,8 +160,8 @@ def launch(blocks, host: str, port: int, *, block: bool = True, max_queue: int =
 
 def start(parts: AppParts, argv: list[str] | None, environ) -> tuple:
     """Everything up to a listening server; (blocks, output folder)."""
-    from .explorer import Explorer
-    from .pipeline import Models
+    from demo.engine.pipeline import Models
+    from demo.serving.service import Explorer
     settings = parse_settings(argv, environ)
     check_address(settings.host, settings.port)                 # before anything slow
     root = make_output_folder(environ)

@@ -1,9 +1,9 @@
-"""The autoguidance guide study: `python -m demo.guides [train|evaluate|ship] [--quick]`.
+"""The autoguidance guide study: `python -m demo.science.guide_study [train|evaluate|ship] [--quick]`.
 
 Karras et al. (2024) build the guide D_weak from the same model family, degraded in a way "compatible" with the
 main model's errors: less capacity and/or less training, with its EMA length tuned. This module trains a small
 family of such guides and measures, for each, autoguidance's FID, recall and accuracy over w (the same
-evaluation as demo.evaluate), and the w at which FID doubles from its best.
+evaluation as demo.science.evaluate), and the w at which FID doubles from its best.
 
     train     three training runs, snapshots kept in runs/guides/ (resumable; ~15 min on a 2-core CPU):
               the main architecture to 1/4 of its training (snapshots at 1/16, 1/8, 1/4), and half and quarter
@@ -24,15 +24,22 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoints, render
-from .config import GUIDES, NUM_CLASSES, SamplerConfig, TrainConfig, UNetConfig
-from .evaluate import FID, PER_CLASS, SEEDS, Reference, evaluate_point, line
-from .measured import degradation_point
-from .networks import Denoiser
-from .pipeline import Models
-from .train import JOBS, RUNS_DIR, Job, denoiser_loss, train
+from demo.engine import checkpoints
+from demo.engine.config import (
+    ASSETS_DIR,
+    GUIDES,
+    NUM_CLASSES,
+    SamplerConfig,
+    TrainConfig,
+    UNetConfig,
+)
+from demo.engine.networks import Denoiser
+from demo.engine.pipeline import Models
+from demo.science.evaluate import FID, PER_CLASS, SEEDS, Reference, evaluate_point, line
+from demo.science.findings import degradation_point
+from demo.science.plots import method_lines
+from demo.science.train import JOBS, RUNS_DIR, Job, denoiser_loss, train
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 GUIDE_RUNS = RUNS_DIR / "guides"
 MAIN_ITERATIONS = JOBS["denoiser"].train.iterations          # 6000: the main model's training
 EMA_FRACTIONS = (0.05, 0.1, 0.2)                             # EMA half-life / snapshot iterations
@@ -184,8 +191,8 @@ def evaluate_study(device: torch.device, names: list[str] | None, seeds: tuple[i
            "unguided": unguided,
            "cfg_best": {"w": cfg_best["w"], "fid": cfg_best[FID], "fid_sd": cfg_best[FID + "_sd"]},
            "guides": table, "rows": {r["name"]: r["rows"] for r in results}}
-    ASSETS.mkdir(exist_ok=True)
-    (ASSETS / "guide_study.json").write_text(json.dumps(out, indent=2) + "\n")
+    ASSETS_DIR.mkdir(exist_ok=True)
+    (ASSETS_DIR / "guide_study.json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"{'guide':<26} {'params':>7} {'iters':>5} {'ema':>5} {'best FID':>12} {'at w':>5} {'recall':>6} "
           f"{'acc':>5} {'FID(3)/best':>11} {'doubles at w':>12}")
     for s in table:
@@ -206,14 +213,14 @@ def plot(study: dict) -> None:
         rows = [study["unguided"], *study["rows"][s["guide"]]]
         series[s["guide"]] = ([r["w"] for r in rows], [r[FID] for r in rows], [r[FID + "_sd"] for r in rows])
         colours[s["guide"]] = palette[k % len(palette)]
-    fig = render.method_lines(series, "autoguidance weight w", "FID (classifier features)",
+    fig = method_lines(series, "autoguidance weight w", "FID (classifier features)",
                               "Autoguidance: FID vs w for each guide (1 seed, 250 samples per point)", colours,
                               logy=True, floor=("CFG's best", study["cfg_best"]["fid"]))
     fig.set_size_inches(7.5, 4.8)
     fig.axes[0].set_xticks([0, *STUDY_WEIGHTS])
     fig.axes[0].legend(fontsize=7, ncols=2)
-    fig.savefig(ASSETS / "guide_study.png")
-    print("wrote", ASSETS / "guide_study.png")
+    fig.savefig(ASSETS_DIR / "guide_study.png")
+    print("wrote", ASSETS_DIR / "guide_study.png")
 
 
 # The guides the app offers (config.GUIDES key -> study candidate), chosen from assets/guide_study.json.
@@ -225,7 +232,7 @@ STUDIED = ("quarter-1of2-ema20", "quarter-1of2-ema10", "quarter-full-ema10", "qu
 
 def ship(shipped: dict[str, str] = SHIPPED, out: Path = checkpoints.WEIGHTS_DIR) -> None:
     """Copy the chosen candidates to weights/ under their config.GUIDES file names, with their study metrics."""
-    study = json.loads((ASSETS / "guide_study.json").read_text())
+    study = json.loads((ASSETS_DIR / "guide_study.json").read_text())
     metrics = {s["guide"]: s for s in study["guides"]}
     for guide in GUIDES:
         name = shipped[guide.key]
@@ -236,8 +243,8 @@ def ship(shipped: dict[str, str] = SHIPPED, out: Path = checkpoints.WEIGHTS_DIR)
                  "guide": guide.key, "study": {"candidate": name, **metrics[name],
                                                "cfg_best_fid": study["cfg_best"]["fid"],
                                                "settings": study["settings"]},
-                 "reproduce": "python -m demo.guides train && python -m demo.guides evaluate && "
-                              "python -m demo.guides ship"}
+                 "reproduce": "python -m demo.science.guide_study train && python -m demo.science.guide_study evaluate && "
+                              "python -m demo.science.guide_study ship"}
         checkpoints.save(net, guide.file, info, out)
         print(f"{guide.key}: {name} -> {out / guide.file}.safetensors")
 

@@ -13,16 +13,20 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import matplotlib
 import numpy as np
 import torch
 
-from .config import LIMITS, Interval
-from .explorer import Live, Progress
-from .guidance import GUIDANCE, METHODS, make_guidance
-from .sampling import BatchNoise, sample
-from .schedule import karras_sigmas
-from .toy import PRESETS, GaussianMixture, MixtureClassifier
-from .validation import RequestError, checked, choice
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from demo.engine.config import LIMITS, Interval
+from demo.engine.guidance import GUIDANCE, METHODS, make_guidance
+from demo.engine.noise import karras_sigmas
+from demo.engine.progress import Live, Progress
+from demo.engine.samplers import BatchNoise, sample
+from demo.engine.validation import RequestError, checked, choice
+from demo.toy.mixture import PRESETS, GaussianMixture, MixtureClassifier
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0        # the image model's noise levels (a smaller sigma_max biases samples)
 WEAK_EXTRA_STD = 0.6                      # autoguidance's weak model: every covariance + 0.6^2 I
@@ -207,7 +211,6 @@ def total_mass(density: np.ndarray, extent: float = EXTENT) -> float:
 
 def figure(result: ToyResult, field_step: int | None = None):
     """The toy tab's picture: one panel per method (see render.toy_panels)."""
-    from . import render
     request = result.request
     xx, yy, cond, tilted = density_grid(result.mixture, request.label, request.weight)
     visible = result.sigmas <= EXTENT                     # earlier states lie far outside the plot
@@ -216,6 +219,33 @@ def figure(result: ToyResult, field_step: int | None = None):
         "field": None if field_step is None or m == "unguided" else guidance_field(result, m, field_step)}
         for m, path in result.paths.items()}
     sigma = "" if field_step is None else f"; arrows: w·Δ at σ = {field_sigma(result, field_step):.3g}"
-    return render.toy_panels(panels, EXTENT, f"class {request.label}, w = {request.weight:g}: blue = exact tilted "
+    return toy_panels(panels, EXTENT, f"class {request.label}, w = {request.weight:g}: blue = exact tilted "
                              f"density p(x|c) p(c|x)^w, dashed = p(x|c){sigma}",
                              {GUIDANCE[m].short_title: GUIDANCE[m].colour for m in result.paths})
+
+
+def toy_panels(panels: dict[str, dict], extent: float, title: str, colours: dict[str, str]) -> plt.Figure:
+    """One panel per method: tilted-density filled contours, p(x|c) contour lines, trajectories, samples and,
+    optionally, the guidance vector field. Each panel dict has xx, yy, cond, tilted, paths (N+1, K, 2) (drawn
+    trajectories), finals (B, 2) (every final point) and field."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.7), dpi=100, layout="constrained",
+                             sharex=True, sharey=True)
+    for ax, (name, panel) in zip(np.atleast_1d(axes), panels.items()):
+        ax.contourf(panel["xx"], panel["yy"], panel["tilted"], levels=12, cmap="Blues", alpha=0.85)
+        ax.contour(panel["xx"], panel["yy"], panel["cond"], levels=6, colors="0.35", linewidths=0.7,
+                   linestyles="dashed")
+        paths = panel["paths"]
+        for k in range(min(12, paths.shape[1])):
+            ax.plot(paths[:, k, 0].clip(-extent, extent), paths[:, k, 1].clip(-extent, extent), lw=0.6,
+                    color="0.25", alpha=0.6)
+        ax.scatter(panel["finals"][:, 0], panel["finals"][:, 1], s=3, color=colours.get(name, "k"), alpha=0.6)
+        if panel.get("field") is not None:
+            fx, fy, u, v = panel["field"]
+            ax.quiver(fx, fy, u, v, color="#b91c1c", angles="xy", scale_units="xy", scale=None, width=0.004)
+        ax.set_xlim(-extent, extent)
+        ax.set_ylim(-extent, extent)
+        ax.set_aspect("equal")
+        ax.set_title(name, fontsize=10, color=colours.get(name, "k"))
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ClassifierConfig, EvalClassifierConfig, UNetConfig
+from demo.engine.config import ClassifierConfig, EvalClassifierConfig, UNetConfig
 
 
 def as_sigma(sigma: float | Tensor, x: Tensor) -> Tensor:

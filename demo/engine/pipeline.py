@@ -23,14 +23,37 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from . import checkpoints
-from .config import GUIDES, IMAGE_SHAPE, LIMITS, NUM_CLASSES, Interval, SamplerConfig
-from .guidance import GUIDANCE, Evaluation, Guidance, classify, evaluate_together, make_guidance, \
-    nfe_per_sample, target_probability
-from .metrics import Realism
-from .sampling import SAMPLERS, NoiseSource, Step, Trajectory, concat, final, split
-from .schedule import karras_sigmas
-from .validation import RequestError, checked, choice, shown
+from demo.engine import checkpoints
+from demo.engine.config import (
+    GUIDES,
+    IMAGE_SHAPE,
+    LIMITS,
+    NUM_CLASSES,
+    Interval,
+    SamplerConfig,
+)
+from demo.engine.guidance import (
+    GUIDANCE,
+    Evaluation,
+    Guidance,
+    classify,
+    evaluate_together,
+    make_guidance,
+    nfe_per_sample,
+    target_probability,
+)
+from demo.engine.metrics import Realism
+from demo.engine.noise import karras_sigmas
+from demo.engine.samplers import (
+    SAMPLERS,
+    NoiseSource,
+    Step,
+    Trajectory,
+    concat,
+    final,
+    split,
+)
+from demo.engine.validation import RequestError, checked, choice, shown
 
 __all__ = ["Models", "Request", "RequestError", "GuidedRun", "Run", "advance_together", "finish_together",
            "sample_runs", "sample_labels", "generate_together",

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from demo.engine.config import ROOT
+
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")     # gradio_client would report usage to the hub
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parent.parent
 DIGIT = re.compile(r'<img src="data:image/png;base64,([^"]+)"')
 
 
@@ -85,7 +86,7 @@ class Student:
 
     def args(self) -> list:
         """The /compare endpoint's inputs, in app.py's order."""
-        from .guidance import METHODS
+        from demo.engine.guidance import METHODS
         return [self.label, "same", self.weight, *[self.weight] * len(METHODS[1:]), "default", self.num_steps, "ddim",
                 self.num_samples, self.seed, 0.0, 80.0, 0]
 
@@ -97,10 +98,10 @@ def digits(comparison_html: str) -> np.ndarray:
 
 def alone(students: list[Student]) -> list[np.ndarray]:
     """Each student's comparison made alone, in this process (a fresh cache each): the reference."""
-    from . import explorer as ex
-    from . import views
-    from .guidance import METHODS
-    from .pipeline import Models
+    from demo.engine.guidance import METHODS
+    from demo.engine.pipeline import Models
+    from demo.serving import service as ex
+    from demo.ui import views
     models = Models.load()
     pictures = []
     for s in students:
@@ -145,7 +146,7 @@ def view_latency(url: str, ladder_values: tuple[str, ...] = ("1.5", "0.5", "2", 
     it (the whole round trip: browser, Gradio, cache, rendering)."""
     from playwright.sync_api import sync_playwright
 
-    from .screenshots import CHROMIUM_ARGS, chromium
+    from demo.tools.screenshots import CHROMIUM_ARGS, chromium
     if chromium() is None:
         return {"error": "Debian's chromium is not installed"}
     with sync_playwright() as p:
@@ -184,14 +185,13 @@ def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight:
     server; latency percentiles, throughput, the fraction of the FLOP floor, split of one request's time, and
     equality with the same comparison made alone."""
     import torch
-
-    from . import explorer as ex
-    from . import views
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .benchmarks import device_name, flops_per_sample, matmul_peak
-    from .guidance import METHODS
-    from .pipeline import Models
+    from demo.engine.guidance import METHODS
+    from demo.engine.pipeline import Models
+    from demo.serving import service as ex
+    from demo.tools.benchmarks import device_name, flops_per_sample, matmul_peak
+    from demo.ui import views
     students = [Student(k % 10, k, weight, num_samples, num_steps) for k in range(clients)]
     models = Models.load()
     peak = peak_gflops or matmul_peak(torch.device("cpu"), 5)

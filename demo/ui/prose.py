@@ -1,5 +1,5 @@
 """The words the app shows (kept out of app.py so the layout stays readable)."""
-from .config import GUIDES
+from demo.engine.config import GUIDES
 
 HEADER = """**Guidance Lab** · one diffusion model, five ways to guide it (and none): every column shares its seed
 and noise, so compare down a column. **w = 0 is unguided sampling for every method.**"""
@@ -67,7 +67,7 @@ collapsing the class onto a few prototypes.
 **Which guide** (the *Autoguidance's guide* menu; it changes both autoguidance rows). Autoguidance is only as
 good as its guide: the paper's recipe is a guide from the same family, degraded in a way compatible with the main
 model's errors (less capacity and/or less training, EMA length tuned). The guides offered here come from a small
-study (`python -m demo.guides`, table in the README):
+study (`python -m demo.science.guide_study`, table in the README):
 <<GUIDES>>
 
 **GFCG + autoguidance** (Shenoy et al. 2024 report this combination; the rule here is our guess, not the

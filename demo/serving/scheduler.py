@@ -29,10 +29,16 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .compute import COMPUTE, ComputeThread
-from .guidance import GUIDANCE
-from .pipeline import Models, Request
-from .runs import BATCH_IDS, MethodRun, Recording, finish, step_together
+from demo.engine.guidance import GUIDANCE
+from demo.engine.pipeline import Models, Request
+from demo.serving.compute import COMPUTE, ComputeThread
+from demo.serving.recording import (
+    BATCH_IDS,
+    MethodRun,
+    Recording,
+    finish,
+    step_together,
+)
 
 MAX_ROWS = 384             # denoiser rows per batched step (bench: rows_per_step)
 INTERACTIVE, BACKGROUND = 0, 1

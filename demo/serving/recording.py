@@ -4,44 +4,21 @@ at any step) and by run_methods (a fixed group in lockstep).
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 import numpy as np
 import torch
 
-from . import render
-from .metrics import evaluate_images
-from .pipeline import Models, Request, Run, advance_together, finish_together
+from demo.engine import pixels
+from demo.engine.metrics import evaluate_images
+from demo.engine.pipeline import Models, Request, Run, advance_together, finish_together
+from demo.engine.progress import Live, Progress
 
-T = TypeVar("T")
 NUM_FRAMES = 41            # trajectory states kept per run (evenly spaced, first and last included)
-Progress = Generator[tuple[int, int], None, T]
 BATCH_IDS = itertools.count(1)
-
-
-class Live(Generic[T]):
-    """A computation that reports progress: iterating it yields (steps done, total) after every sampling step,
-    so a caller can show progress or stop between steps; afterwards `result` holds what it computed."""
-
-    def __init__(self, steps: Progress[T]):
-        self.steps, self.result, self.done = steps, None, False
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.done:
-            raise RuntimeError("a Live computation runs once")
-        self.result = yield from self.steps
-        self.done = True
-
-    def run(self) -> T:
-        """Run to the end without watching; the result."""
-        for _ in self:
-            pass
-        return self.result
 
 
 @dataclass(frozen=True)
@@ -61,11 +38,6 @@ class MethodRun:
     guidance_norm: np.ndarray      # (N, B) ||clamp(D_w) - clamp(D)||: what guidance changed in the followed x0
     batch: int                     # id of the sampling batch this run was computed in (runs in lockstep share it)
     seconds: float                 # wall time of that batch
-
-    @functools.cached_property
-    def digit_uris(self) -> list[str]:
-        """The samples as PNG data URIs (encoded once per run, on first display)."""
-        return [render.data_uri(px) for px in self.pixels]
 
     @property
     def nbytes(self) -> int:
@@ -124,8 +96,8 @@ class Recording:
         if step.sigma > 0:
             self.norms.append(step.guidance_norm.cpu())
         if step.index in self.keep:
-            self.frames.append((step.index, step.sigma, render.noisy_to_uint8(step.x, step.sigma),
-                                render.to_uint8(step.denoised)))
+            self.frames.append((step.index, step.sigma, pixels.noisy_to_uint8(step.x, step.sigma),
+                                pixels.to_uint8(step.denoised)))
 
 
 def step_together(models: Models, recordings: Sequence[Recording]) -> None:
@@ -148,7 +120,7 @@ def finish(models: Models, recordings: Sequence[Recording]) -> list[MethodRun]:
     runs = []
     for r, x, pr, ft, re in zip(recordings, samples, probs, features, realism):
         fr = r.frames
-        runs.append(MethodRun(r.request, x, render.to_uint8(x), pr, ft, re, np.array([f[0] for f in fr]),
+        runs.append(MethodRun(r.request, x, pixels.to_uint8(x), pr, ft, re, np.array([f[0] for f in fr]),
                               np.array([f[1] for f in fr]), np.stack([f[2] for f in fr]),
                               np.stack([f[3] for f in fr]), torch.stack(r.p_target).numpy(),
                               torch.stack(r.norms).numpy() if r.norms else np.zeros((0, r.request.num_samples)),

@@ -1,4 +1,4 @@
-"""What the stored evaluation (assets/evaluation.json, `python -m demo.evaluate`) says about each method's w:
+"""What the stored evaluation (assets/evaluation.json, `python -m demo.science.evaluate`) says about each method's w:
 its best-FID w (the app's per-method default) and where it degrades (FID twice its best), for the UI's hints.
 """
 from __future__ import annotations
@@ -8,11 +8,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import GUIDES
-from .guidance import GUIDANCE, uses_guide
+from demo.engine.config import ASSETS_DIR, GUIDES, WEIGHTS_DIR
+from demo.engine.guidance import GUIDANCE, uses_guide
 
-EVALUATION = Path(__file__).resolve().parent.parent / "assets" / "evaluation.json"
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+EVALUATION = ASSETS_DIR / "evaluation.json"
 FID = "fid_classifier_features"
 
 
@@ -69,9 +68,9 @@ def default_weight(method: str) -> float:
 
 
 @functools.lru_cache(maxsize=8)
-def guide_range(key: str, folder: Path = WEIGHTS) -> MeasuredRange | None:
+def guide_range(key: str, folder: Path = WEIGHTS_DIR) -> MeasuredRange | None:
     """Autoguidance's measured range with one of the offered guides (config.GUIDES key), from the guide study
-    numbers stored in its weights JSON (python -m demo.guides ship); None where there are none."""
+    numbers stored in its weights JSON (python -m demo.science.guide_study ship); None where there are none."""
     guide = next((g for g in GUIDES if g.key == key), None)
     path = folder / f"{guide.file}.json" if guide else None
     if path is None or not path.exists():

@@ -23,8 +23,8 @@ from urllib.parse import unquote
 
 import gradio as gr
 
-from .settings import one_line
-from .validation import RequestError
+from demo.engine.validation import RequestError
+from demo.serving.settings import one_line
 
 MAX_BODY = 1 << 20                                     # bytes; the app's own requests are a few hundred
 ROUTE = re.compile(r"^/+(?:gradio_api/+)?(file=|file/|proxy=|upload)(.*)$", re.S)

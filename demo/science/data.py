@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import NUM_CLASSES
+from demo.engine.config import NUM_CLASSES
 
 TEST_PER_CLASS = 50
 SPLIT_SEED = 0

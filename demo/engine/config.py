@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]     # the repository: app.py, assets/, weights/
+ASSETS_DIR = ROOT / "assets"                   # stored measurements, plots, screenshots, the app's CSS
+WEIGHTS_DIR = ROOT / "weights"                 # the shipped networks (safetensors + JSON + MANIFEST.json)
+RUNS_DIR = ROOT / "runs"                       # training state (resumable; not committed)
 
 NUM_CLASSES = 10
 NULL_LABEL = NUM_CLASSES            # extra "no class" token of the denoiser, used by classifier-free guidance
@@ -83,7 +89,7 @@ class Interval:
 @dataclass(frozen=True)
 class Guide:
     """An autoguidance guide the app offers (Request.guide = key): weights/<file>.safetensors, from the guide
-    study (python -m demo.guides); `label` names it in the UI and `lesson` says what choosing it shows."""
+    study (python -m demo.science.guide_study); `label` names it in the UI and `lesson` says what choosing it shows."""
     key: str
     file: str
     label: str

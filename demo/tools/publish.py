@@ -1,4 +1,4 @@
-"""python -m demo.publish --repo owner/name [--yes]: put the verified weights on the Hugging Face Hub.
+"""python -m demo.tools.publish --repo owner/name [--yes]: put the verified weights on the Hugging Face Hub.
 
 Dry run by default: prints the exact upload (repo, files, sizes, sha256) and uploads nothing. With --yes it
 creates the model repo if needed and uploads those files in one commit (log in first: `huggingface-cli login`
@@ -8,10 +8,36 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import hub
-from .checkpoints import WEIGHTS_DIR, CheckpointError
+from demo.engine.checkpoints import MANIFEST, CheckpointError, sha256, verify_folder
+from demo.engine.config import WEIGHTS_DIR
+from demo.serving import weights_source as hub
+from demo.serving.weights_source import CARD
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    name: str
+    size: int
+    sha256: str
+
+
+def upload_plan(folder: Path) -> list[UploadFile]:
+    """What this command uploads: every verified manifest file, the manifest and the model card."""
+    folder = Path(folder)
+    names = [*verify_folder(folder), MANIFEST] + ([CARD] if (folder / CARD).is_file() else [])
+    return [UploadFile(name, (folder / name).stat().st_size, sha256(folder / name)) for name in sorted(names)]
+
+
+def upload(repo_id: str, folder: Path, files: list[UploadFile], private: bool) -> str:
+    """Create the model repo if needed and upload exactly `files` in one commit; the commit URL."""
+    from huggingface_hub import create_repo, upload_folder
+    create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    info = upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
+                         allow_patterns=[f.name for f in files], commit_message="Guidance Lab weights")
+    return str(getattr(info, "commit_url", info))
 
 
 def size(n: int) -> str:
@@ -19,7 +45,7 @@ def size(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m demo.publish", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m demo.tools.publish", description=__doc__.splitlines()[0])
     parser.add_argument("--repo", required=True, help="owner/name of the model repo on the Hub")
     parser.add_argument("--folder", type=Path, default=WEIGHTS_DIR, help="weights folder (default: weights/)")
     parser.add_argument("--private", action="store_true", help="create the repo private")
@@ -29,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         repo = hub.parse(hub.PREFIX + args.repo)
         if repo.revision:
             raise hub.HubError("--repo takes owner/name (uploads go to the default branch)")
-        files = hub.upload_plan(args.folder)
+        files = upload_plan(args.folder)
     except (hub.HubError, CheckpointError) as error:
         print(f"publish: {error}", file=sys.stderr)
         return 1
@@ -44,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Dry run: nothing was uploaded. Add --yes to upload.")
         return 0
     try:
-        url = hub.upload(repo.repo_id, args.folder, files, private=args.private)
+        url = upload(repo.repo_id, args.folder, files, private=args.private)
     except Exception as error:                       # auth, network, permissions: one line
         print(f"publish: upload failed: {type(error).__name__}: {' '.join(str(error).split())[:200]}",
               file=sys.stderr)

@@ -5,8 +5,8 @@ Digits are 28x28: they are always upscaled with nearest-neighbour (crisp pixels)
 from __future__ import annotations
 
 import base64
+import functools
 import io
-import math
 from collections.abc import Sequence
 
 import matplotlib
@@ -15,28 +15,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
-from torch import Tensor  # noqa: E402
 
 SCALE = 4                    # 28 px -> 112 px
 BACKGROUND = (255, 255, 255)
 INK = (40, 40, 48)
 
 
-def to_uint8(images: Tensor) -> np.ndarray:
-    """(B, 1, H, W) or (B, H, W) in [-1, 1] -> (B, H, W) uint8, white digits on black as in MNIST."""
-    images = images.detach().float().cpu().reshape(-1, *images.shape[-2:])
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-
-
-def noisy_to_uint8(x: Tensor, sigma: float) -> np.ndarray:
-    """A noisy state x = y + sigma n shown at unit scale: x / sqrt(1 + sigma^2)."""
-    return to_uint8(x / math.sqrt(1 + sigma**2))
-
-
 def data_uri(pixels: np.ndarray) -> str:
-    """One (H, W) uint8 image as a PNG data URI, at its own size (the browser upscales it, pixelated)."""
+    """One (H, W) uint8 image as a PNG data URI, at its own size (the browser upscales it, pixelated); each
+    distinct digit is encoded once."""
+    return _png_uri(pixels.tobytes(), pixels.shape)
+
+
+@functools.lru_cache(maxsize=8192)
+def _png_uri(raw: bytes, shape: tuple[int, int]) -> str:
+    pixels = np.frombuffer(raw, dtype=np.uint8).reshape(shape)
     buffer = io.BytesIO()
     Image.fromarray(pixels, mode="L").save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -132,56 +126,5 @@ def tradeoff(points: dict[str, list[tuple[float, float, float]]], xlabel: str, y
         ax.plot(xs, ys, "o-", label=name, color=colours.get(name), lw=2)
         for w, x, y in triples:
             ax.annotate(f"{w:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    _decorate(ax, xlabel, ylabel, title)
-    return fig
-
-
-def toy_panels(panels: dict[str, dict], extent: float, title: str, colours: dict[str, str]) -> plt.Figure:
-    """One panel per method: tilted-density filled contours, p(x|c) contour lines, trajectories, samples and,
-    optionally, the guidance vector field. Each panel dict has xx, yy, cond, tilted, paths (N+1, K, 2) (drawn
-    trajectories), finals (B, 2) (every final point) and field."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.7), dpi=100, layout="constrained",
-                             sharex=True, sharey=True)
-    for ax, (name, panel) in zip(np.atleast_1d(axes), panels.items()):
-        ax.contourf(panel["xx"], panel["yy"], panel["tilted"], levels=12, cmap="Blues", alpha=0.85)
-        ax.contour(panel["xx"], panel["yy"], panel["cond"], levels=6, colors="0.35", linewidths=0.7,
-                   linestyles="dashed")
-        paths = panel["paths"]
-        for k in range(min(12, paths.shape[1])):
-            ax.plot(paths[:, k, 0].clip(-extent, extent), paths[:, k, 1].clip(-extent, extent), lw=0.6,
-                    color="0.25", alpha=0.6)
-        ax.scatter(panel["finals"][:, 0], panel["finals"][:, 1], s=3, color=colours.get(name, "k"), alpha=0.6)
-        if panel.get("field") is not None:
-            fx, fy, u, v = panel["field"]
-            ax.quiver(fx, fy, u, v, color="#b91c1c", angles="xy", scale_units="xy", scale=None, width=0.004)
-        ax.set_xlim(-extent, extent)
-        ax.set_ylim(-extent, extent)
-        ax.set_aspect("equal")
-        ax.set_title(name, fontsize=10, color=colours.get(name, "k"))
-        ax.tick_params(labelsize=7)
-    fig.suptitle(title, fontsize=10)
-    return fig
-
-
-def method_lines(series: dict[str, tuple[Sequence[float], ...]], xlabel: str, ylabel: str,
-                 title: str, colours: dict[str, str], logx: bool = False, logy: bool = False,
-                 floor: tuple[str, float] | None = None) -> plt.Figure:
-    """One line per method of a metric against w (or any x): (xs, ys) or (xs, ys, y_sd) with error bars of
-    +- 1 sd; `floor` draws a labelled horizontal reference line (e.g. the real-data floor)."""
-    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=110, layout="constrained")
-    for name, (xs, ys, *sd) in series.items():
-        ax.errorbar(xs, ys, yerr=sd[0] if sd else None, fmt="o-", label=name, color=colours.get(name), lw=2,
-                    ms=4, capsize=3)
-    if floor is not None:
-        ax.axhline(floor[1], color="#111827", ls=":", lw=1.5, label=floor[0])
-    if logx:
-        ax.set_xscale("symlog", linthresh=0.25)
-        ticks = sorted({float(x) for xs, *_ in series.values() for x in xs})
-        ax.set_xticks(ticks, [f"{x:g}" for x in ticks])          # the measured w, not powers of ten
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    if logy:
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     _decorate(ax, xlabel, ylabel, title)
     return fig

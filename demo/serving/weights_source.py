@@ -3,7 +3,7 @@
     GUIDANCE_LAB_WEIGHTS=hf://owner/repo[@revision]    (or --weights)
 
 downloads the repo once into the Hugging Face cache (later starts use the cache and make no request) and then
-verifies every file against the repo's MANIFEST.json, as the local folder is. `python -m demo.publish` uploads.
+verifies every file against the repo's MANIFEST.json, as the local folder is. `python -m demo.tools.publish` uploads.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import MANIFEST, sha256, verify_folder
+from demo.engine.checkpoints import verify_folder
 
 PREFIX = "hf://"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
@@ -77,28 +77,3 @@ def resolve(spec: str, default: Path) -> Path:
     if not folder.is_dir():
         raise HubError(f"weights folder {folder} does not exist (GUIDANCE_LAB_WEIGHTS / --weights)")
     return folder
-
-
-# ---- publishing ------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class UploadFile:
-    name: str
-    size: int
-    sha256: str
-
-
-def upload_plan(folder: Path) -> list[UploadFile]:
-    """What `python -m demo.publish` uploads: every verified manifest file, the manifest and the model card."""
-    folder = Path(folder)
-    names = [*verify_folder(folder), MANIFEST] + ([CARD] if (folder / CARD).is_file() else [])
-    return [UploadFile(name, (folder / name).stat().st_size, sha256(folder / name)) for name in sorted(names)]
-
-
-def upload(repo_id: str, folder: Path, files: list[UploadFile], private: bool) -> str:
-    """Create the model repo if needed and upload exactly `files` in one commit; the commit URL."""
-    from huggingface_hub import create_repo, upload_folder
-    create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    info = upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
-                         allow_patterns=[f.name for f in files], commit_message="Guidance Lab weights")
-    return str(getattr(info, "commit_url", info))

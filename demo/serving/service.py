@@ -9,12 +9,19 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .config import CLASS_NAMES, GUIDES, Interval, SamplerConfig
-from .guidance import METHODS, uses_guide
-from .pipeline import Models, Request
-from .runs import NUM_FRAMES, Live, MethodRun, Progress, run_methods, run_methods_live  # noqa: F401 (API)
-from .scheduler import MAX_ROWS, Scheduler
-from .validation import RequestError, shown
+from demo.engine.config import CLASS_NAMES, GUIDES, Interval, SamplerConfig
+from demo.engine.guidance import METHODS, uses_guide
+from demo.engine.pipeline import Models, Request
+from demo.engine.validation import RequestError, shown
+from demo.serving.recording import (  # noqa: F401 (API)
+    NUM_FRAMES,
+    Live,
+    MethodRun,
+    Progress,
+    run_methods,
+    run_methods_live,
+)
+from demo.serving.scheduler import MAX_ROWS, Scheduler
 
 SWEEP_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 LADDER = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)   # sampled ahead: instant w

@@ -1,4 +1,4 @@
-"""Measured guidance trade-offs: `python -m demo.evaluate [--quick] [--seeds N] [--only METHOD ...]`.
+"""Measured guidance trade-offs: `python -m demo.science.evaluate [--quick] [--seeds N] [--only METHOD ...]`.
 
 Sweeps w for every method on the shipped model and measures, with the separate evaluation classifier only:
 class accuracy, mean target confidence, FID (classifier features) and precision/recall against a reference half
@@ -24,16 +24,26 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import render
-from .config import NUM_CLASSES, Interval, SamplerConfig
-from .data import load_mnist
-from .guidance import GFCG_OPTIONS, GUIDANCE, METHODS, make_guidance, nfe_per_sample
-from .measured import sweep_rows
-from .metrics import evaluate_images, frechet_distance, mean_pairwise_distance, precision_recall
-from .pipeline import GuidedRun, Models, sample_runs
-from .sampling import final
+from demo.engine.config import ASSETS_DIR, NUM_CLASSES, Interval, SamplerConfig
+from demo.engine.guidance import (
+    GFCG_OPTIONS,
+    GUIDANCE,
+    METHODS,
+    make_guidance,
+    nfe_per_sample,
+)
+from demo.engine.metrics import (
+    evaluate_images,
+    frechet_distance,
+    mean_pairwise_distance,
+    precision_recall,
+)
+from demo.engine.pipeline import GuidedRun, Models, sample_runs
+from demo.engine.samplers import final
+from demo.science.data import load_mnist
+from demo.science.findings import sweep_rows
+from demo.science.plots import method_lines
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 SEEDS = (0, 1000, 2000, 3000)
 PER_CLASS = 25                              # 250 samples per point and seed: the size of the reference half
@@ -149,19 +159,19 @@ def plots(rows: list[dict], out: Path, suffix: str) -> list[Path]:
     colours = {GUIDANCE[m].short_title: GUIDANCE[m].colour for m in METHODS} | {
         "evaluation accuracy": "#111827", "guiding classifier p(c|x)": GUIDANCE["classifier"].colour}
     figures = {
-        "accuracy": render.method_lines(series("accuracy"), "guidance weight w", "accuracy (evaluation classifier)",
+        "accuracy": method_lines(series("accuracy"), "guidance weight w", "accuracy (evaluation classifier)",
                                         "Class accuracy vs w (mean ± sd over seeds)", colours, logx=True,
                                         floor=floor_line("accuracy")),
-        "fid": render.method_lines(series(FID), "guidance weight w", "FID (classifier features)",
+        "fid": method_lines(series(FID), "guidance weight w", "FID (classifier features)",
                                    "FID vs w (lower is better; ± sd over seeds)", colours, logx=True, logy=True,
                                    floor=floor_line(FID)),
-        "precision_recall": render.method_lines(
+        "precision_recall": method_lines(
             {GUIDANCE[m].short_title: ([r["recall"] for r in rs], [r["precision"] for r in rs])
              for m, rs in by_method.items()}, "recall", "precision", "Precision-recall as w grows", colours),
     }
     if "classifier" in by_method:
         cg = by_method["classifier"]
-        figures["classifier_fooling"] = render.method_lines(
+        figures["classifier_fooling"] = method_lines(
             {"guiding classifier p(c|x)": ([r["w"] for r in cg], [r["guiding_classifier_confidence"] for r in cg],
                                            [r["guiding_classifier_confidence_sd"] for r in cg]),
              "evaluation accuracy": ([r["w"] for r in cg], [r["accuracy"] for r in cg],
@@ -193,7 +203,7 @@ def main() -> None:
                         help="guided methods to sweep (default: all); the other methods' rows of an earlier run "
                              "with the same seeds and steps are kept")
     parser.add_argument("--no-variants", action="store_true", help="skip the GFCG option variants")
-    parser.add_argument("--out", type=Path, default=ASSETS)
+    parser.add_argument("--out", type=Path, default=ASSETS_DIR)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     per_class, steps, weights = (2, 4, (0.0, 1.0, 4.0)) if args.quick else (args.per_class, args.steps, WEIGHTS)

@@ -12,10 +12,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import ClassifierConfig, EvalClassifierConfig, UNetConfig
-from .networks import Denoiser, EvalClassifier, NoisyClassifier
+from demo.engine.config import (
+    WEIGHTS_DIR,
+    ClassifierConfig,
+    EvalClassifierConfig,
+    UNetConfig,
+)
+from demo.engine.networks import Denoiser, EvalClassifier, NoisyClassifier
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = "MANIFEST.json"
 RESTORE_HINT = "restore it with `git checkout -- weights/` or retrain with `python -m demo.train`"
 

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import render
-from .config import CLASS_NAMES, Interval
-from .explorer import MethodRun, Results
-from .guidance import GUIDANCE
-from .metrics import mean_pairwise_distance
-from .pipeline import Request
+from demo.engine.config import ASSETS_DIR, CLASS_NAMES, Interval
+from demo.engine.guidance import GUIDANCE
+from demo.engine.metrics import mean_pairwise_distance
+from demo.engine.pipeline import Request
+from demo.serving.service import MethodRun, Results
+from demo.ui import render
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 FILMSTRIP_COLUMNS = 10
 COLUMNS = 8                      # digits per row of the comparison; more samples wrap onto further rows
 VERDICT = {"correct": ("✓", "right class"), "wrong": ("✗", "another class"),
@@ -62,7 +61,7 @@ def digit_cell(run: MethodRun, k: int, selected: int | None) -> str:
            f"({float(run.probs[k].max()):.0%}); {meaning}. Click to follow its trajectory.")
     classes = f"gl-cell gl-{verdict}" + (" gl-selected" if k == selected else "")
     return (f'<button class="{classes}" data-sample="{k}" title="{html.escape(tip)}">'
-            f'<img src="{run.digit_uris[k]}" alt="sample {k + 1}, read as {predicted}">'
+            f'<img src="{render.data_uri(run.pixels[k])}" alt="sample {k + 1}, read as {predicted}">'
             f'<span class="gl-verdict">{mark} {predicted}</span></button>')
 
 
@@ -150,7 +149,7 @@ def sweep_html(results: Results, per: int = 4) -> str:
                 f'<div class="gl-cells" style="--gl-columns: {len(weights)}">{head}</div></div>']
         for k in range(min(per, len(results.runs[method, weights[0]].pixels))):
             cells = "".join(f'<span class="gl-frame gl-{results.runs[method, w].verdicts()[k]}">'
-                            f'<img src="{results.runs[method, w].digit_uris[k]}" alt="{method} w={w:g} sample '
+                            f'<img src="{render.data_uri(results.runs[method, w].pixels[k])}" alt="{method} w={w:g} sample '
                             f'{k + 1}"></span>' for w in weights)
             rows.append(f'<div class="gl-row" style="--gl-colour: {GUIDANCE[method].colour}">'
                         f'<div class="gl-label"><span class="gl-meta">sample {k + 1}</span></div>'
@@ -195,7 +194,7 @@ def summary(results: Results) -> str:
     return "\n".join(lines) + f"\n\nSampling: {timing(results)}."
 
 
-def saved_results(folder: Path = ASSETS) -> tuple[str, list[str]] | None:
+def saved_results(folder: Path = ASSETS_DIR) -> tuple[str, list[str]] | None:
     """The last full evaluation (assets/evaluation.json) as a markdown table plus its plot files, or None."""
     path = folder / "evaluation.json"
     if not path.exists():
@@ -206,7 +205,7 @@ def saved_results(folder: Path = ASSETS) -> tuple[str, list[str]] | None:
     lines = [f"{settings['samples_per_point']} samples per point and seed ({settings['per_class']} per class), "
              f"{len(seeds)} seeds, mean ± sd over seeds; {settings['steps']} DDIM steps; real reference: "
              f"{settings['real_reference']}. The first row, real data, is the floor: held-out digits measured "
-             f"the same way. Differences within the spread are ties. Reproduce with `python -m demo.evaluate`.", "",
+             f"the same way. Differences within the spread are ties. Reproduce with `python -m demo.science.evaluate`.", "",
              "| method | w | accuracy | FID (classifier features) | precision | recall | diversity | NFE |",
              "|---|---|---|---|---|---|---|---|"]
 

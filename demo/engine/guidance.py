@@ -53,9 +53,9 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor
 
-from .config import NULL_LABEL, Interval, SamplerConfig
-from .sampling import Prediction
-from .schedule import karras_sigmas
+from demo.engine.config import NULL_LABEL, Interval, SamplerConfig
+from demo.engine.noise import karras_sigmas
+from demo.engine.samplers import Prediction
 
 
 class Call(NamedTuple):

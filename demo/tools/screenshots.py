@@ -1,5 +1,5 @@
 """Screenshots of the running app at a projector's, a laptop's and a phone's size:
-`python -m demo.screenshots [--url http://127.0.0.1:7860] [--out assets]`.
+`python -m demo.tools.screenshots [--url http://127.0.0.1:7860] [--out assets]`.
 
 Without --url it starts `python app.py` on a free port and stops it afterwards. Needs Playwright and Debian's
 chromium (as the browser tests do). The copies under assets/ are updated only by running this command.
@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from demo.engine.config import ROOT
+
 SIZES = {"1024x768": (1024, 768), "1440x900": (1440, 900), "390x844": (390, 844)}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]

@@ -16,11 +16,13 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import explorer as ex
-from . import files, guidance, views
-from .config import IMAGE_SHAPE, NULL_LABEL
-from .guidance import METHODS
-from .pipeline import Models, Request, generate_final, generate_together
+from demo.engine import guidance
+from demo.engine.config import IMAGE_SHAPE, NULL_LABEL
+from demo.engine.guidance import METHODS
+from demo.engine.pipeline import Models, Request, generate_final, generate_together
+from demo.serving import outputs as files
+from demo.serving import service as ex
+from demo.ui import views
 
 
 def synchronize() -> None:

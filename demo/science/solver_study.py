@@ -1,4 +1,4 @@
-"""Speed levers, each measured for quality before it may be used: `python -m demo.levers [--per-class 30]`.
+"""Speed levers, each measured for quality before it may be used: `python -m demo.science.solver_study [--per-class 30]`.
 
 A lever that makes sampling cheaper (fewer steps with a second-order solver) is kept only if, at the README's
 operating points, the evaluation classifier's accuracy and FID stay within the seed-to-seed noise of the
@@ -14,13 +14,12 @@ from pathlib import Path
 
 import torch
 
-from .config import SamplerConfig
-from .data import load_mnist
-from .evaluate import sample_all_classes
-from .metrics import evaluate_images, frechet_distance
-from .pipeline import Models
+from demo.engine.config import ASSETS_DIR, SamplerConfig
+from demo.engine.metrics import evaluate_images, frechet_distance
+from demo.engine.pipeline import Models
+from demo.science.data import load_mnist
+from demo.science.evaluate import sample_all_classes
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 POINTS = (("unguided", 0.0), ("cfg", 1.0), ("autoguidance", 0.5), ("gfcg", 1.0))
 SOLVERS = {"DDIM, 32 steps (default)": SamplerConfig(num_steps=32),
            "DPM-Solver++(2M), 16 steps": SamplerConfig(num_steps=16, sampler="dpmpp_2m"),
@@ -71,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-class", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ASSETS / "levers.json")
+    parser.add_argument("--out", type=Path, default=ASSETS_DIR / "levers.json")
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = measure(Models.load(), args.per_class, tuple(range(args.seeds)))
