@@ -24,7 +24,7 @@ from demo.engine.pipeline import RequestError  # noqa: E402
 from demo.science import findings as measured
 from demo.serving import outputs as files
 from demo.serving import server
-from demo.serving import service as ex  # noqa: E402
+from demo.serving import service as svc  # noqa: E402
 from demo.serving.compute import on_compute_thread  # noqa: E402
 from demo.serving.compute import on_device as gpu  # noqa: E402   handlers that use the models (ZeroGPU: demo/compute.py)
 from demo.toy import lab as toy_lab
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 OUT_DIR = Path(tempfile.gettempdir()) / "guidance_lab"
 YIELD_EVERY = 0.5          # seconds between no-change yields of a long run (Stop acts at the next one)
-EXPLORER: ex.Explorer | None = None
+SERVICE: svc.Service | None = None
 # Sampling handlers only wait on the scheduler (demo/scheduler.py), which batches everyone's steps: they run
 # concurrently, without a limit of their own (the queue, --max-queue, bounds them). The 2-D lab keeps the default limit of 1.
 SAMPLING = dict(concurrency_limit=None)
@@ -58,10 +58,10 @@ OUTDATED_JS = "() => { document.querySelector('#comparison')?.classList.add('gl-
 CURRENT_JS = "() => { document.querySelector('#comparison')?.classList.remove('gl-outdated'); }"
 
 
-def _explorer() -> ex.Explorer:
-    if EXPLORER is None:
+def _service() -> svc.Service:
+    if SERVICE is None:
         raise gr.Error("The models are not loaded yet.")
-    return EXPLORER
+    return SERVICE
 
 
 def _user_errors(parse, *values):
@@ -72,7 +72,7 @@ def _user_errors(parse, *values):
         raise gr.Error(str(error)) from None
 
 
-def _follow(live: ex.Live, progress, desc: str, num_outputs: int):
+def _follow(live: svc.Live, progress, desc: str, num_outputs: int):
     """Drive a live computation: progress bar per step, and a no-change yield (gr.skip) at most every
     YIELD_EVERY seconds so that Stop can end it between steps. Afterwards live.result holds the result."""
     last = time.perf_counter()
@@ -87,7 +87,7 @@ def _settings(label, mode, weight, *values):
     """The Compare widgets in `settings` order: label, mode, w, one w per guided method, the guide, then
     steps, sampler, samples, seed and the interval."""
     method_weights, (guide, *rest) = values[:len(GUIDED)], values[len(GUIDED):]
-    return _user_errors(lambda: ex.parse_settings(label, mode, weight, method_weights, *rest, guide=guide))
+    return _user_errors(lambda: svc.parse_settings(label, mode, weight, method_weights, *rest, guide=guide))
 
 
 GUIDE_INFO = "the weaker network autoguidance steers away from (How it works: what each guide shows)"
@@ -95,9 +95,9 @@ GUIDE_INFO = "the weaker network autoguidance steers away from (How it works: wh
 
 def _guides_installed() -> set[str]:
     """Guide keys the loaded weights offer (all of config.GUIDES before the models are attached)."""
-    if EXPLORER is None:
+    if SERVICE is None:
         return {g.key for g in GUIDES}
-    return {GUIDES[0].key, *EXPLORER.models.guides}
+    return {GUIDES[0].key, *SERVICE.models.guides}
 
 
 def _beyond_range(weights: dict[str, float], guide: str = GUIDES[0].key) -> str:
@@ -130,13 +130,13 @@ def on_compare(*values, progress=gr.Progress()):
     """Every method with the same seed, sampled together (or straight from the cache: the w ladder)."""
     *settings, follow = values
     base, weights = _settings(*settings)
-    explorer = _explorer()
-    live = explorer.compare_live(base, METHODS, weights)
+    service = _service()
+    live = service.compare_live(base, METHODS, weights)
     yield from _follow(live, progress, "sampling every method together", 4)
     results = live.result
     follow = min(max(int(follow or 0), 0), base.num_samples - 1)
     picture = views.comparison_html(results.runs, follow, _beyond_range(weights, base.guide),
-                                    explorer.runs_computed)
+                                    service.runs_computed)
     status = f"**{views.settings_line(base, weights, short=True)}** · {views.timing(results)}"
     name = f"guidance_lab_class{base.label}_seed{base.seed}.png"
     yield picture, views.summary(results), status, files.save_file(views.comparison_grid(results), OUT_DIR, name)
@@ -147,14 +147,14 @@ def on_ladder(*settings):
     """Sample the w ladder of every guided method in the background (steps run only while no visitor waits
     for a result), so that moving w along it is instant."""
     base, weights = _settings(*settings)
-    explorer = _explorer()
-    size = ex.cost(ex.comparison_requests(base, METHODS, weights)) / ex.REFERENCE_COST
+    service = _service()
+    size = svc.cost(svc.comparison_requests(base, METHODS, weights)) / svc.REFERENCE_COST
     if size > LADDER_MAX_COST:           # the ladder costs ~15 comparisons: only for default-sized settings
         yield (f"No w ladder for settings this large ({size:.1f}x a default comparison): each w change samples. "
                f"Fewer samples or steps bring it back.")
         return
-    live = explorer.sweep_live(base, GUIDED, ex.LADDER, background=True)
-    missing = explorer.missing(ex.sweep_requests(base, GUIDED, ex.LADDER))
+    live = service.sweep_live(base, GUIDED, svc.LADDER, background=True)
+    missing = service.missing(svc.sweep_requests(base, GUIDED, svc.LADDER))
     if missing:
         last = 0.0
         for done, total in live:
@@ -163,7 +163,7 @@ def on_ladder(*settings):
                 yield f"Sampling the w ladder for instant w … step {done} of {total} ({missing} runs)"
     else:
         live.run()
-    yield ("w ladder ready: moving w to " + ", ".join(f"{w:g}" for w in ex.LADDER) +
+    yield ("w ladder ready: moving w to " + ", ".join(f"{w:g}" for w in svc.LADDER) +
            " shows the result at once; other values are sampled.")
 
 
@@ -173,7 +173,7 @@ def on_trajectory(*values, progress=gr.Progress()):
     result)."""
     *settings, follow = values
     base, weights = _settings(*settings)
-    live = _explorer().compare_live(base, METHODS, weights)
+    live = _service().compare_live(base, METHODS, weights)
     yield from _follow(live, progress, "sampling every method together", 3)
     runs = live.result.runs
     index = min(max(int(follow or 0), 0), base.num_samples - 1)
@@ -202,8 +202,8 @@ def on_stop():
 
 @gpu
 def on_sweep(label, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi, progress=gr.Progress()):
-    base = _user_errors(ex.parse_request, label, 0.0, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
-    live = _explorer().sweep_live(base)
+    base = _user_errors(svc.parse_request, label, 0.0, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi)
+    live = _service().sweep_live(base)
     yield from _follow(live, progress, "w sweep: every method and w together", 2)
     yield views.sweep_html(live.result), views.sweep_tradeoff(live.result)
 
@@ -226,12 +226,12 @@ def on_toy_preset(preset, label):
     return gr.Radio(choices=choices, value=label if label in choices else choices[0])
 
 
-def prepare(explorer: ex.Explorer) -> None:
+def prepare(service: svc.Service) -> None:
     """Sample the default comparison before the first visitor arrives, so the page opens on a result."""
-    base, weights = ex.parse_settings(DEFAULTS["label"], DEFAULTS["mode"], DEFAULTS["weight"],
+    base, weights = svc.parse_settings(DEFAULTS["label"], DEFAULTS["mode"], DEFAULTS["weight"],
                                       [measured.default_weight(m) for m in GUIDED], DEFAULTS["num_steps"],
                                       DEFAULTS["sampler"], DEFAULTS["num_samples"], DEFAULTS["seed"])
-    explorer.compare(base, METHODS, weights)
+    service.compare(base, METHODS, weights)
 
 
 # ---- layout ---------------------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ def build() -> gr.Blocks:
                 gif = gr.Image(show_label=False, type="filepath", elem_id="gif", container=False, buttons=[])
                 plots = gr.Plot(show_label=False, elem_id="step-plots")
         with gr.Tab("w sweep") as sweep_tab:
-            gr.Markdown(SWEEP_INTRO.format(weights=", ".join(f"{w:g}" for w in ex.SWEEP_WEIGHTS)))
+            gr.Markdown(SWEEP_INTRO.format(weights=", ".join(f"{w:g}" for w in svc.SWEEP_WEIGHTS)))
             with gr.Row():
                 sweep_button = gr.Button("Run the sweep", variant="primary")
                 sweep_stop = gr.Button("Stop", variant="stop")
@@ -376,11 +376,11 @@ def build() -> gr.Blocks:
     return blocks
 
 
-def attach(explorer: ex.Explorer, out_dir: Path) -> None:
+def attach(service: svc.Service, out_dir: Path) -> None:
     """The loaded models and this run's private output folder, for the handlers (demo/server.py calls it)."""
-    global EXPLORER, OUT_DIR
-    EXPLORER, OUT_DIR = explorer, out_dir
-    TOY_LAB.budget = explorer.budget
+    global SERVICE, OUT_DIR
+    SERVICE, OUT_DIR = service, out_dir
+    TOY_LAB.budget = service.budget
 
 
 def main() -> None:

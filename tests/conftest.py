@@ -34,7 +34,8 @@ def away_from_zero():
     """A toy guidance method, written the way a new method is added: one small class (removed afterwards)."""
     import torch
 
-    from demo.engine.guidance import GUIDANCE, Call, Guidance
+    from demo.engine.batching import Call
+    from demo.engine.guidance import GUIDANCE, Guidance
 
     class AwayFromZero(Guidance, key="away_from_zero"):
         """Delta = D(x|c) - D(x|0): push away from class 0."""

@@ -13,7 +13,7 @@ from PIL import Image
 
 import app
 from demo.engine.guidance import GUIDANCE, METHODS
-from demo.serving import service as ex
+from demo.serving import service as svc
 from demo.toy import lab as toy_lab
 from demo.ui import views
 
@@ -30,10 +30,10 @@ def values(follow: int = 0, **changes) -> list:
 
 
 @pytest.fixture(scope="module")
-def explorer(models):
-    app.EXPLORER = ex.Explorer(models)
-    yield app.EXPLORER
-    app.EXPLORER = None
+def service(models):
+    app.SERVICE = svc.Service(models)
+    yield app.SERVICE
+    app.SERVICE = None
 
 
 def drain(generator):
@@ -49,7 +49,7 @@ def test_build_has_the_public_api():
     assert {"compare", "trajectory", "sweep", "toy"} <= names
 
 
-def test_compare_handler_returns_one_aligned_picture(explorer):
+def test_compare_handler_returns_one_aligned_picture(service):
     picture, summary, status, download = drain(app.on_compare(*values()))
     assert picture.count('class="gl-row"') == len(METHODS)                 # one row per method
     assert picture.count("data-sample=") == len(METHODS) * 4               # a cell per sample
@@ -64,7 +64,7 @@ def test_compare_handler_returns_one_aligned_picture(explorer):
     assert len(plots.axes) == 2
 
 
-def test_each_method_at_its_own_w(explorer):
+def test_each_method_at_its_own_w(service):
     picture, summary, status, _ = drain(app.on_compare(*values(mode="own", w_autoguidance=3.0, w_gfcg_ag=20.0)))
     rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in summary.splitlines()[2:8]}
     assert rows == {"Unguided": "–", "Classifier": "3", "Classifier-free": "1", "Gradient-free": "3",
@@ -73,7 +73,7 @@ def test_each_method_at_its_own_w(explorer):
     assert "Autoguidance with this guide at w = 3 is past" not in picture       # the recommended guide holds at 3
 
 
-def test_the_guide_changes_autoguidance_and_its_measured_range(explorer):
+def test_the_guide_changes_autoguidance_and_its_measured_range(service):
     default = drain(app.on_compare(*values(mode="own", w_autoguidance=3.0)))
     early = drain(app.on_compare(*values(mode="own", w_autoguidance=3.0, guide="collapses_early")))
     assert "Autoguidance with this guide at w = 3 is past w ≈ 1.3" in early[0]      # the study's number
@@ -85,40 +85,40 @@ def test_the_guide_changes_autoguidance_and_its_measured_range(explorer):
         drain(app.on_compare(*values(guide="nope")))
 
 
-def test_changing_only_w_reuses_the_unguided_run_and_views_recompute_nothing(explorer):
+def test_changing_only_w_reuses_the_unguided_run_and_views_recompute_nothing(service):
     drain(app.on_compare(*values()))
-    before = explorer.runs_computed
+    before = service.runs_computed
     drain(app.on_compare(*values(weight=3.5)))
-    assert explorer.runs_computed == before + len(METHODS) - 1          # unguided came from the cache
+    assert service.runs_computed == before + len(METHODS) - 1          # unguided came from the cache
     drain(app.on_compare(*values(weight=0.0)))
-    assert explorer.runs_computed == before + len(METHODS) - 1          # w = 0: every method is the unguided run
+    assert service.runs_computed == before + len(METHODS) - 1          # w = 0: every method is the unguided run
     drain(app.on_trajectory(*values(follow=1, weight=3.5)))
-    assert explorer.runs_computed == before + len(METHODS) - 1
+    assert service.runs_computed == before + len(METHODS) - 1
 
 
-def test_the_w_ladder_makes_moving_w_instant(explorer):
+def test_the_w_ladder_makes_moving_w_instant(service):
     settings = values(seed=31)[:-1]
     assert "ready" in drain(app.on_ladder(*settings))
-    before = explorer.runs_computed
-    for w in ex.LADDER:
+    before = service.runs_computed
+    for w in svc.LADDER:
         picture, *_ = drain(app.on_compare(*values(seed=31, weight=w)))
         assert f"w = {w:g}" in picture or w == 0
-    assert explorer.runs_computed == before                               # not one run sampled
+    assert service.runs_computed == before                               # not one run sampled
     drain(app.on_compare(*values(seed=31, weight=2.25)))                  # between ladder values: sampled
-    assert explorer.runs_computed == before + len(METHODS) - 1
-    assert "ready" in drain(app.on_ladder(*settings)) and explorer.runs_computed == before + len(METHODS) - 1
+    assert service.runs_computed == before + len(METHODS) - 1
+    assert "ready" in drain(app.on_ladder(*settings)) and service.runs_computed == before + len(METHODS) - 1
 
 
-def test_comparison_samples_all_methods_together_as_they_would_alone(explorer, models):
+def test_comparison_samples_all_methods_together_as_they_would_alone(service, models):
     """Lockstep batching is a speed-up only: each method's samples match its run alone (up to float rounding
     of the larger batch), and the same comparison twice is bitwise identical."""
-    base = ex.parse_request(*[SETTINGS[k] for k in ("label", "weight", "num_steps", "sampler", "num_samples",
+    base = svc.parse_request(*[SETTINGS[k] for k in ("label", "weight", "num_steps", "sampler", "num_samples",
                                                      "seed")])
-    runs = ex.Explorer(models).compare(base).runs
-    again = ex.Explorer(models).compare(base).runs
+    runs = svc.Service(models).compare(base).runs
+    again = svc.Service(models).compare(base).runs
     for method, run in runs.items():
         assert torch.equal(run.samples, again[method].samples)
-        (alone,) = ex.run_methods(models, [replace(base, method=method)])
+        (alone,) = svc.run_methods(models, [replace(base, method=method)])
         torch.testing.assert_close(run.samples, alone.samples, rtol=0, atol=2e-3)
         np.testing.assert_allclose(run.p_target, alone.p_target, atol=2e-3)
 
@@ -144,7 +144,7 @@ def test_comparison_samples_all_methods_together_as_they_would_alone(explorer, m
     ("sampler", "euler", "unknown sampler"),
     ("sigma_lo", 5.0, None),
 ])
-def test_bad_input_gets_a_clear_message(explorer, field, value, message):
+def test_bad_input_gets_a_clear_message(service, field, value, message):
     settings = {field: value}
     if field == "sigma_lo":
         settings["sigma_hi"], message = 1.0, "high sigma must be a number >= the low sigma"
@@ -154,17 +154,17 @@ def test_bad_input_gets_a_clear_message(explorer, field, value, message):
         drain(app.on_compare(*values(**settings)))
 
 
-def test_sweep_handler_draws_every_method_and_weight(explorer):
-    before = explorer.runs_computed
+def test_sweep_handler_draws_every_method_and_weight(service):
+    before = service.runs_computed
     picture, figure = drain(app.on_sweep(3, 4, "ddim", 2, 0, 0.0, 80.0))
     guided = len(METHODS) - 1
-    assert explorer.runs_computed - before <= guided * (len(ex.SWEEP_WEIGHTS) - 1) + 1   # w = 0 is shared
-    assert picture.count('class="gl-frame') == guided * len(ex.SWEEP_WEIGHTS) * 2
+    assert service.runs_computed - before <= guided * (len(svc.SWEEP_WEIGHTS) - 1) + 1   # w = 0 is shared
+    assert picture.count('class="gl-frame') == guided * len(svc.SWEEP_WEIGHTS) * 2
     assert "digit 3" in picture and "seed 0" in picture                  # it says what it shows
     assert len(figure.axes[0].lines) == guided
 
 
-def test_toy_handler_and_its_errors(explorer):
+def test_toy_handler_and_its_errors(service):
     figure, table = drain(app.on_toy("three classes, overlapping", 1, 2.0, 20, 100, 0, True, 10))
     assert len(figure.axes) == len(METHODS) and "exact tilted" in table and "sampled in" in table
     _, again = drain(app.on_toy("three classes, overlapping", 1, 2.0, 20, 100, 0, True, 10))
@@ -189,28 +189,28 @@ def test_stop_buttons_cancel_every_long_run():
     assert {"on_compare", "on_sweep", "on_toy"} <= cancelled
 
 
-def test_summary_says_which_runs_came_from_the_cache(explorer):
-    base = ex.parse_request(3, 2.0, 12, "ddim", 4, 77)
-    first = explorer.compare(base)
+def test_summary_says_which_runs_came_from_the_cache(service):
+    base = svc.parse_request(3, 2.0, 12, "ddim", 4, 77)
+    first = service.compare(base)
     assert "sampled together" in views.summary(first) and "from cache" not in views.summary(first)
-    second = explorer.compare(replace(base, weight=4.0))            # unguided is reused
+    second = service.compare(replace(base, weight=4.0))            # unguided is reused
     guided = len(METHODS) - 1
     assert "1 run from cache" in views.summary(second) and f"{guided} runs sampled together" in views.summary(second)
-    assert f"{len(METHODS)} runs from cache" in views.summary(explorer.compare(base))
+    assert f"{len(METHODS)} runs from cache" in views.summary(service.compare(base))
 
 
-def test_a_new_method_samples_alongside_the_shipped_ones(explorer, away_from_zero):
-    base = ex.parse_request(3, 2.0, 12, "ddim", 4, 78)
-    results = explorer.compare(base, methods=(*METHODS, "away_from_zero"))
+def test_a_new_method_samples_alongside_the_shipped_ones(service, away_from_zero):
+    base = svc.parse_request(3, 2.0, 12, "ddim", 4, 78)
+    results = service.compare(base, methods=(*METHODS, "away_from_zero"))
     assert list(results.runs) == [*METHODS, "away_from_zero"] and len(results.fresh_batches) == 1
     assert not torch.equal(results.runs["away_from_zero"].samples, results.runs["unguided"].samples)
 
 
 def test_trajectory_of_a_run_this_process_never_sampled_is_recomputed(models, monkeypatch):
     """No endpoint depends on what one process remembers: the same settings give the same bytes."""
-    monkeypatch.setattr(app, "EXPLORER", ex.Explorer(models))
+    monkeypatch.setattr(app, "SERVICE", svc.Service(models))
     first = drain(app.on_trajectory(*values(seed=55, follow=1)))
-    monkeypatch.setattr(app, "EXPLORER", ex.Explorer(models))           # a fresh process, as it were
+    monkeypatch.setattr(app, "SERVICE", svc.Service(models))           # a fresh process, as it were
     second = drain(app.on_trajectory(*values(seed=55, follow=1)))
     assert first[0] == second[0] and Path(first[1]).read_bytes() == Path(second[1]).read_bytes()
 
@@ -312,7 +312,7 @@ def test_browser_ladder_w_change_samples_nothing_and_a_click_follows_a_digit(ser
     page.close()
 
 
-def test_handlers_do_their_torch_work_on_the_one_compute_thread(explorer, monkeypatch):
+def test_handlers_do_their_torch_work_on_the_one_compute_thread(service, monkeypatch):
     """demo/compute.py: a second thread running torch ops makes OpenMP stop spinning (measured 1.6x slower)."""
     import threading
 

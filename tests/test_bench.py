@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from demo.engine import guidance
+from demo.engine import batching
 from demo.engine.config import SamplerConfig, UNetConfig
 from demo.engine.networks import Denoiser
 from demo.engine.pipeline import Request, generate_final
@@ -20,9 +20,9 @@ def test_memory_format_is_restored_after_a_variant():
 
 
 def test_network_timer_counts_network_time_and_cleans_up(models):
-    original = guidance.classify
+    original = batching.classify
     request = Request(label=2, method="classifier", weight=2.0, num_samples=2, sampler=SamplerConfig(num_steps=3))
     with benchmarks.network_timer(models) as spent:
         generate_final(models, request)
-    assert spent[0] > 0 and guidance.classify is original
+    assert spent[0] > 0 and batching.classify is original
     assert not models.net._forward_hooks and not models.net._forward_pre_hooks

@@ -7,15 +7,13 @@ import math
 import pytest
 import torch
 
+from demo.engine.batching import Belief, Evaluation, evaluate_together
 from demo.engine.config import NULL_LABEL, Interval
 from demo.engine.guidance import (
     GFCG_OPTIONS,
     GUIDANCE,
     METHODS,
     SIGMA_READ_X0,
-    Belief,
-    Evaluation,
-    evaluate_together,
     make_guidance,
 )
 from demo.toy.mixture import MixtureClassifier

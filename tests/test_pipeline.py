@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+from demo.engine.batching import classify, target_probability
 from demo.engine.config import GUIDES, Interval, SamplerConfig
-from demo.engine.guidance import classify, target_probability
 from demo.engine.pipeline import Request, RequestError, generate, generate_final
 from demo.engine.samplers import Prediction, followed
-from demo.serving import service as ex
+from demo.serving import service as svc
 
 
 @pytest.mark.parametrize("num_steps", [1, 2, 6])
@@ -67,23 +67,23 @@ def test_guidance_norm_measures_what_the_clamp_let_through():
 
 def test_a_cached_run_evicted_during_a_request_is_still_returned(models):
     """runs_live holds the cached runs it found: a small cache that evicts them meanwhile changes nothing."""
-    explorer = ex.Explorer(models, cache_bytes=1)      # holds one run at most
+    service = svc.Service(models, cache_bytes=1)      # holds one run at most
     base = Request(label=1, method="unguided", weight=0.0, num_samples=2, seed=3, sampler=SamplerConfig(num_steps=3))
-    explorer.compare(base, methods=["unguided"])
+    service.compare(base, methods=["unguided"])
     others = [replace(base, method="cfg", weight=w) for w in (1.0, 2.0, 3.0)]
-    runs, fresh = ex.Live(explorer.runs_live([base, *others])).run()
+    runs, fresh = svc.Live(service.runs_live([base, *others])).run()
     assert all(run is not None for run in runs) and len(fresh) == 1
-    assert torch.equal(runs[0].samples, explorer.compare(base, methods=["unguided"]).runs["unguided"].samples)
+    assert torch.equal(runs[0].samples, service.compare(base, methods=["unguided"]).runs["unguided"].samples)
 
 
 def test_guide_is_validated_and_ignored_by_methods_without_one():
     with pytest.raises(RequestError, match="unknown guide 'nope'; choose one of default"):
         Request(label=0, method="autoguidance", guide="nope")
     cfg = Request(label=0, method="cfg", weight=1.0, guide=GUIDES[1].key)
-    assert ex.cache_key(cfg) == ex.cache_key(replace(cfg, guide=GUIDES[0].key))         # one cache entry
+    assert svc.cache_key(cfg) == svc.cache_key(replace(cfg, guide=GUIDES[0].key))         # one cache entry
     ag = replace(cfg, method="autoguidance")
-    assert ex.cache_key(ag) != ex.cache_key(replace(ag, guide=GUIDES[0].key))
-    assert ex.cache_key(replace(ag, weight=0.0)) == ex.cache_key(replace(cfg, weight=0.0))  # w = 0: unguided
+    assert svc.cache_key(ag) != svc.cache_key(replace(ag, guide=GUIDES[0].key))
+    assert svc.cache_key(replace(ag, weight=0.0)) == svc.cache_key(replace(cfg, weight=0.0))  # w = 0: unguided
 
 
 def test_every_offered_guide_is_shipped_and_changes_autoguidance(models):

@@ -6,8 +6,8 @@ import torch
 
 from demo.engine.config import Interval
 from demo.engine.guidance import make_guidance
-from demo.engine.noise import karras_sigmas
-from demo.engine.samplers import BatchNoise, NoiseSource, final, sample
+from demo.engine.noise import BatchNoise, NoiseSource, karras_sigmas
+from demo.engine.samplers import final, sample
 
 
 def run(mixture, method="unguided", weight=0.0, sampler="ddim", num_steps=32, seed=0, n=256, label=0,

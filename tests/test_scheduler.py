@@ -10,14 +10,14 @@ import torch
 import demo.serving.scheduler
 from demo.engine.config import SamplerConfig
 from demo.engine.pipeline import Request
-from demo.serving import service as ex
+from demo.serving import service as svc
 from demo.serving.scheduler import BACKGROUND, INTERACTIVE, Scheduler, rows
 
 BASE = Request(label=3, method="cfg", weight=2.0, num_samples=3, seed=0, sampler=SamplerConfig(num_steps=6))
 
 
 def alone(models, request):
-    (run,) = ex.run_methods(models, [request])
+    (run,) = svc.run_methods(models, [request])
     return run
 
 
@@ -28,20 +28,20 @@ def finish(ticket):
 
 
 def test_concurrent_comparisons_are_batched_and_each_matches_its_run_alone(models):
-    explorer = ex.Explorer(models)
+    service = svc.Service(models)
     bases = [replace(BASE, label=k, seed=10 + k) for k in range(6)]
     start, results = threading.Barrier(len(bases)), {}
 
     def visitor(base):
         start.wait()
-        results[base] = explorer.compare(base, ["unguided", "cfg", "autoguidance"])
+        results[base] = service.compare(base, ["unguided", "cfg", "autoguidance"])
     threads = [threading.Thread(target=visitor, args=(b,)) for b in bases]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     steps_alone = len(bases) * (BASE.sampler.num_steps + 1)
-    assert explorer.scheduler.steps_run < steps_alone / 2       # batched across visitors, not one after another
+    assert service.scheduler.steps_run < steps_alone / 2       # batched across visitors, not one after another
     for base, result in results.items():
         for method, run in result.runs.items():
             reference = alone(models, replace(base, method=method, weight=0.0 if method == "unguided" else 2.0))
@@ -52,9 +52,9 @@ def test_a_run_joins_a_batch_under_way_at_another_noise_level(models, monkeypatc
     batches = []
     original = demo.serving.scheduler.step_together
 
-    def spy(models, recordings):
-        batches.append({r.request.seed: r.run.trajectory.sigma for r in recordings})
-        return original(models, recordings)
+    def spy(models, recorders):
+        batches.append({r.request.seed: r.run.trajectory.sigma for r in recorders})
+        return original(models, recorders)
     monkeypatch.setattr(demo.serving.scheduler, "step_together", spy)
     scheduler = Scheduler(models)
     first = scheduler.submit([BASE])
@@ -79,7 +79,7 @@ def test_identical_requests_share_one_run_and_cancelling_one_keeps_the_other(mod
     lonely = scheduler.submit([replace(BASE, seed=99)])
     lonely.wait(0.1)
     lonely.cancel()
-    assert not scheduler.flights                                 # nobody waits for it: dropped
+    assert not scheduler.jobs                                 # nobody waits for it: dropped
     assert scheduler.progress(lonely)[0] == 0
 
 
@@ -98,14 +98,14 @@ def test_interactive_work_goes_first_and_a_step_stays_within_the_row_cap(models)
 
 
 def test_a_fault_reaches_every_waiter_and_the_scheduler_goes_on(models, monkeypatch):
-    def broken(models, recordings):
+    def broken(models, recorders):
         raise RuntimeError("out of memory")
     monkeypatch.setattr(demo.serving.scheduler, "step_together", broken)
-    explorer = ex.Explorer(models)
+    service = svc.Service(models)
     with pytest.raises(RuntimeError, match="out of memory"):
-        explorer.compare(BASE, ["cfg"])
+        service.compare(BASE, ["cfg"])
     monkeypatch.undo()
-    assert explorer.compare(BASE, ["cfg"]).runs["cfg"].samples.shape == (3, 1, 28, 28)
+    assert service.compare(BASE, ["cfg"]).runs["cfg"].samples.shape == (3, 1, 28, 28)
 
 
 def test_a_request_over_the_budget_is_refused_at_once_with_what_to_reduce(models):
@@ -113,16 +113,16 @@ def test_a_request_over_the_budget_is_refused_at_once_with_what_to_reduce(models
 
     from demo.engine.validation import RequestError
     from demo.toy import lab as toy_lab
-    explorer = ex.Explorer(models, budget=8)
+    service = svc.Service(models, budget=8)
     huge = Request(label=3, num_samples=64, sampler=SamplerConfig(num_steps=1000))
     began = time.perf_counter()
     with pytest.raises(RequestError, match=r"would cost \d+\.\dx a default comparison.*allows 8x.*fewer samples"):
-        explorer.compare(huge)
+        service.compare(huge)
     with pytest.raises(RequestError, match="sweep would cost"):
-        explorer.sweep_live(replace(huge, num_samples=16, sampler=SamplerConfig(num_steps=100))).run()
+        service.sweep_live(replace(huge, num_samples=16, sampler=SamplerConfig(num_steps=100))).run()
     with pytest.raises(RequestError, match="2-D run would cost"):
         toy_lab.ToyLab(budget=8).run_live(toy_lab.parse_toy("three classes, overlapping", 0, 2.0, 1000, 5000, 0)).run()
-    assert time.perf_counter() - began < 1 and not explorer.scheduler.flights
-    assert ex.cost(ex.comparison_requests(Request(label=0, weight=1.0))) == ex.REFERENCE_COST
-    explorer.compare(replace(huge, num_samples=2, sampler=SamplerConfig(num_steps=8)))      # a small one runs
-    assert ex.Explorer(models, budget=1000).budget == 1000
+    assert time.perf_counter() - began < 1 and not service.scheduler.jobs
+    assert svc.cost(svc.comparison_requests(Request(label=0, weight=1.0))) == svc.REFERENCE_COST
+    service.compare(replace(huge, num_samples=2, sampler=SamplerConfig(num_steps=8)))      # a small one runs
+    assert svc.Service(models, budget=1000).budget == 1000

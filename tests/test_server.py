@@ -31,7 +31,7 @@ from demo.engine.config import GUIDES
 from demo.engine.validation import RequestError
 from demo.serving import addresses, guard, server
 from demo.serving import outputs as files
-from demo.serving import service as ex
+from demo.serving import service as svc
 from demo.serving import weights_source as hub
 from demo.serving.compute import COMPUTE
 from demo.serving.settings import Settings, StartupError, parse_settings
@@ -180,7 +180,7 @@ def test_on_zerogpu_sampling_runs_inside_the_decorated_call(models, monkeypatch)
     monkeypatch.setitem(sys.modules, "spaces", spaces)
     monkeypatch.setattr(COMPUTE, "device_call", None)                      # restored afterwards
     monkeypatch.setattr(COMPUTE, "device_handlers", {})
-    monkeypatch.setattr(app, "EXPLORER", ex.Explorer(models))
+    monkeypatch.setattr(app, "SERVICE", svc.Service(models))
     server.use_zerogpu(server.zerogpu({"SPACE_ID": "o/n", "SPACES_ZERO_GPU": "true"}))
     assert {fn.__name__ for fn in spaces.wrapped} == {"on_compare", "on_ladder", "on_trajectory", "on_sweep"}
     assert len(spaces.wrapped) == 4                                      # each decorated once, before launch

@@ -24,6 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from demo.engine import checkpoints
+from demo.engine.batching import (
+    Evaluation,
+    classify,
+    evaluate_together,
+    target_probability,
+)
 from demo.engine.config import (
     GUIDES,
     IMAGE_SHAPE,
@@ -32,21 +38,11 @@ from demo.engine.config import (
     Interval,
     SamplerConfig,
 )
-from demo.engine.guidance import (
-    GUIDANCE,
-    Evaluation,
-    Guidance,
-    classify,
-    evaluate_together,
-    make_guidance,
-    nfe_per_sample,
-    target_probability,
-)
+from demo.engine.guidance import GUIDANCE, Guidance, make_guidance, nfe_per_sample
 from demo.engine.metrics import Realism
-from demo.engine.noise import karras_sigmas
+from demo.engine.noise import NoiseSource, karras_sigmas
 from demo.engine.samplers import (
     SAMPLERS,
-    NoiseSource,
     Step,
     Trajectory,
     concat,
@@ -55,8 +51,8 @@ from demo.engine.samplers import (
 )
 from demo.engine.validation import RequestError, checked, choice, shown
 
-__all__ = ["Models", "Request", "RequestError", "GuidedRun", "Run", "advance_together", "finish_together",
-           "sample_runs", "sample_labels", "generate_together",
+__all__ = ["Models", "Request", "RequestError", "RunSpec", "Run", "advance_together", "finish_together",
+           "sample_runs", "generate_together",
            "generate", "generate_final"]
 
 
@@ -138,7 +134,7 @@ class Request:
         return nfe_per_sample(self.method, self.weight, self.interval, self.sampler)
 
 
-class GuidedRun(NamedTuple):
+class RunSpec(NamedTuple):
     """One run inside a batch sampled together: its guidance, a class per sample (B,) and its seed."""
     guidance: Guidance
     labels: Tensor
@@ -151,7 +147,7 @@ class Run:
     noise levels (advance_together): a run gives the same samples alone or in company, up to float rounding
     of the larger batch. This is what lets the app's scheduler add a request to a batch already under way."""
 
-    def __init__(self, models: Models, guided: GuidedRun, sampler: SamplerConfig = SamplerConfig()):
+    def __init__(self, models: Models, guided: RunSpec, sampler: SamplerConfig = SamplerConfig()):
         self.guidance, self.seed, self.sampler = guided.guidance, guided.seed, sampler
         self.labels = guided.labels.to(models.device)
         sigmas = karras_sigmas(sampler.num_steps, sampler.sigma_min, sampler.sigma_max, sampler.rho)
@@ -164,22 +160,18 @@ class Run:
         guidance = make_guidance(request.method, request.weight, request.interval,
                                  **models.guidance_models(request.guide))
         labels = torch.full((request.num_samples,), request.label, dtype=torch.long)
-        return cls(models, GuidedRun(guidance, labels, request.seed), request.sampler)
+        return cls(models, RunSpec(guidance, labels, request.seed), request.sampler)
 
     @property
     def done(self) -> bool:
         return self.trajectory.done
 
-    @property
-    def rows(self) -> int:
-        """Denoiser rows this run adds to a batched step (samples x evaluations per step)."""
-        return len(self.labels) * self.guidance.nfe_per_step
 
 
 def advance_together(models: Models, runs: Sequence[Run], record: bool = True,
                      no_autograd: Callable[[], AbstractContextManager] = torch.inference_mode) -> list[Step]:
     """One sampling step of every run (none may be done): each network is called once on every row asked of
-    it (guidance.evaluate_together). `record` adds p(label | x_t, sigma) from the noisy classifier: it comes
+    it (batching.evaluate_together). `record` adds p(label | x_t, sigma) from the noisy classifier: it comes
     with the guidance's own classifier calls. Sampling runs under `no_autograd` (classifier guidance
     re-enables autograd for its own gradient)."""
     probe = models.classifier if record else None
@@ -208,7 +200,7 @@ def finish_together(models: Models, runs: Sequence[Run], record: bool = True,
     return steps
 
 
-def sample_runs(models: Models, runs: Sequence[GuidedRun], sampler: SamplerConfig = SamplerConfig(),
+def sample_runs(models: Models, runs: Sequence[RunSpec], sampler: SamplerConfig = SamplerConfig(),
                 record: bool = True, no_autograd: Callable[[], AbstractContextManager] = torch.inference_mode
                 ) -> Iterator[Step]:
     """Sample several runs side by side in lockstep (advance_together, then finish_together); Steps hold all
@@ -220,14 +212,6 @@ def sample_runs(models: Models, runs: Sequence[GuidedRun], sampler: SamplerConfi
     yield concat(finish_together(models, active, record, no_autograd))
 
 
-def sample_labels(models: Models, method: str, weight: float, labels: Tensor, seed: int,
-                  sampler: SamplerConfig = SamplerConfig(), interval: Interval = Interval(),
-                  record: bool = True) -> Iterator[Step]:
-    """The trajectory of one guided run with a label per sample (B,) (evaluation: many classes at once)."""
-    guidance = make_guidance(method, weight, interval, **models.guidance_models())
-    return sample_runs(models, [GuidedRun(guidance, labels, seed)], sampler, record)
-
-
 def generate_together(models: Models, requests: Sequence[Request], record: bool = True,
                       no_autograd: Callable[[], AbstractContextManager] = torch.inference_mode
                       ) -> Iterator[list[Step]]:
@@ -237,7 +221,7 @@ def generate_together(models: Models, requests: Sequence[Request], record: bool 
         return iter(())
     if any(r.sampler != requests[0].sampler for r in requests):
         raise RequestError("requests sampled together must share the sampler settings (steps, sampler)")
-    runs = [GuidedRun(make_guidance(r.method, r.weight, r.interval, **models.guidance_models(r.guide)),
+    runs = [RunSpec(make_guidance(r.method, r.weight, r.interval, **models.guidance_models(r.guide)),
                       torch.full((r.num_samples,), r.label, dtype=torch.long), r.seed) for r in requests]
     sizes = [r.num_samples for r in requests]
     return (split(step, sizes) for step in sample_runs(models, runs, requests[0].sampler, record, no_autograd))

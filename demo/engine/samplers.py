@@ -21,49 +21,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from demo.engine.noise import Noise
+
 
 class Prediction(NamedTuple):
     """What a denoiser returns to the sampler: its x0 estimate and, optionally, two records for the trajectory."""
     denoised: Tensor                  # x0 estimate D(x; sigma) the step follows (guided, for a guided denoiser)
     delta: Tensor | None = None       # how much of it is guidance: D_w - D(x|c) (None: nothing)
     p_target: Tensor | None = None    # p(c | x, sigma) if the denoiser computed it, (B,)
-
-
-class NoiseSource:
-    """Seeded per-sample Gaussian noise (like EDM's StackedRandomGenerator): sample k's noise depends only
-    on (seed, k), never on how many samples are drawn, and every draw is reproducible bit for bit."""
-
-    def __init__(self, seed: int, num_samples: int, device: torch.device | str = "cpu"):
-        root = torch.Generator().manual_seed(seed)
-        seeds = torch.randint(0, 2**62, (num_samples,), generator=root).tolist()   # prefix-stable
-        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
-        self.device = device
-
-    def randn(self, shape: tuple[int, ...]) -> Tensor:
-        """(num_samples, *shape) standard normal noise, drawn on the CPU (same bits on every device)."""
-        return torch.stack([torch.randn(shape, generator=g) for g in self.generators]).to(self.device)
-
-
-class ConcatNoise:
-    """Several runs' noise sources side by side along the batch (runs sampled together in lockstep)."""
-
-    def __init__(self, sources: list[NoiseSource]):
-        self.sources = sources
-
-    def randn(self, shape: tuple[int, ...]) -> Tensor:
-        return torch.cat([source.randn(shape) for source in self.sources])
-
-
-class BatchNoise:
-    """One seeded generator for the whole batch: cheaper for thousands of 2-D points (toy model); the noise
-    of a sample depends on the batch size."""
-
-    def __init__(self, seed: int, num_samples: int, device: torch.device | str = "cpu", dtype=torch.float32):
-        self.generator = torch.Generator().manual_seed(seed)
-        self.num_samples, self.device, self.dtype = num_samples, device, dtype
-
-    def randn(self, shape: tuple[int, ...]) -> Tensor:
-        return torch.randn((self.num_samples, *shape), generator=self.generator, dtype=self.dtype).to(self.device)
 
 
 @dataclass(frozen=True)
@@ -78,7 +43,6 @@ class Step:
     p_target: Tensor | None      # p(c | x, sigma), (B,), if the denoiser reported it
 
 
-Noise = NoiseSource | ConcatNoise | BatchNoise
 
 
 Previous = tuple[Tensor, float] | None       # the last step's (x0 estimate, sigma), for multistep samplers

@@ -38,7 +38,7 @@ from demo.engine.metrics import (
     mean_pairwise_distance,
     precision_recall,
 )
-from demo.engine.pipeline import GuidedRun, Models, sample_runs
+from demo.engine.pipeline import Models, RunSpec, sample_runs
 from demo.engine.samplers import final
 from demo.science.data import load_mnist
 from demo.science.findings import sweep_rows
@@ -84,7 +84,7 @@ def sample_all_classes(models: Models, method: str, weight: float, per_class: in
     method's options (GFCG_OPTIONS); `guide`: the autoguidance guide by name (None: the default)."""
     guidance = make_guidance(method, weight, Interval(), options=options, **models.guidance_models(guide))
     labels = torch.arange(NUM_CLASSES).repeat_interleave(per_class)
-    images = [final(sample_runs(models, [GuidedRun(guidance, labels[i:i + batch_size], seed + i)], sampler,
+    images = [final(sample_runs(models, [RunSpec(guidance, labels[i:i + batch_size], seed + i)], sampler,
                                 record=False)).cpu() for i in range(0, len(labels), batch_size)]
     return torch.cat(images), labels
 

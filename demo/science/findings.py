@@ -23,12 +23,6 @@ class MeasuredRange:
     degrades_beyond: float | None   # smallest w above the best where FID reaches 2x its best (interpolated)
     evaluated_up_to: float
 
-    def hint(self) -> str:
-        """One line for the UI."""
-        text = f"best FID at w ≈ {self.best_weight:g}"
-        if self.degrades_beyond is not None:
-            return f"{text}; degrades beyond w ≈ {self.degrades_beyond:.2g} (FID doubles)"
-        return f"{text}; holds up to w = {self.evaluated_up_to:g} (the largest evaluated)"
 
 
 def degradation_point(points: list[tuple[float, float]], best_weight: float, best_fid: float) -> float | None:

@@ -12,15 +12,12 @@ handed out again: both touch the file) are deleted until it fits, but never one 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -57,12 +54,6 @@ def save_file(data: bytes, folder: Path, name: str) -> str:
     os.replace(staging, path)
     _grew(Path(folder), len(data), keep=path)
     return str(path)
-
-
-def save_png(image: Image.Image, folder: Path, name: str = "image.png") -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return save_file(buffer.getvalue(), folder, name)
 
 
 def _grew(folder: Path, size: int, keep: Path) -> None:

@@ -1,5 +1,5 @@
 """Runs in flight and finished: a request's pipeline.Run recorded as it goes (a few frames plus every per-step
-scalar) and condensed into a MethodRun when it ends. Used by the scheduler (runs joining and leaving a batch
+scalar) and condensed into a FinishedRun when it ends. Used by the scheduler (runs joining and leaving a batch
 at any step) and by run_methods (a fixed group in lockstep).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ BATCH_IDS = itertools.count(1)
 
 
 @dataclass(frozen=True)
-class MethodRun:
+class FinishedRun:
     """A finished run, condensed for display: final samples, their evaluation, and a few trajectory frames."""
     request: Request
     samples: torch.Tensor          # (B, 1, 28, 28) in [-1, 1]
@@ -56,12 +56,6 @@ class MethodRun:
         return ["unrealistic" if not real else "correct" if p == self.request.label else "wrong"
                 for p, real in zip(pred.tolist(), self.realistic().tolist())]
 
-    def captions(self) -> list[str]:
-        conf, pred = self.probs.max(dim=1)
-        marks = {"correct": "✓", "wrong": "✗", "unrealistic": "?"}
-        return [f"{marks[v]} {p} · {c:.0%}{' · unrealistic' if v == 'unrealistic' else ''}"
-                for v, p, c in zip(self.verdicts(), pred.tolist(), conf.tolist())]
-
     def accuracy(self) -> float:
         return (self.probs.argmax(1) == self.request.label).float().mean().item()
 
@@ -70,7 +64,7 @@ class MethodRun:
         return self.probs[:, self.request.label].mean().item()
 
 
-class Recording:
+class Recorder:
     """A request's Run, recorded step by step: num_frames evenly spaced states plus every per-step scalar."""
 
     def __init__(self, models: Models, request: Request, batch: int, num_frames: int = NUM_FRAMES):
@@ -100,27 +94,27 @@ class Recording:
                                 pixels.to_uint8(step.denoised)))
 
 
-def step_together(models: Models, recordings: Sequence[Recording]) -> None:
-    """One sampling step of every recording (batched across all of them, whatever their noise levels)."""
-    for recording, step in zip(recordings, advance_together(models, [r.run for r in recordings])):
-        recording.record(step)
+def step_together(models: Models, recorders: Sequence[Recorder]) -> None:
+    """One sampling step of every recorder (batched across all of them, whatever their noise levels)."""
+    for recorder, step in zip(recorders, advance_together(models, [r.run for r in recorders])):
+        recorder.record(step)
 
 
-def finish(models: Models, recordings: Sequence[Recording]) -> list[MethodRun]:
-    """Finished recordings -> MethodRuns: final samples, evaluation-classifier verdicts and realism, in one
+def finish(models: Models, recorders: Sequence[Recorder]) -> list[FinishedRun]:
+    """Finished recorders -> MethodRuns: final samples, evaluation-classifier verdicts and realism, in one
     batch for all of them."""
-    finals = finish_together(models, [r.run for r in recordings])
-    for recording, step in zip(recordings, finals):
-        recording.record(step)
+    finals = finish_together(models, [r.run for r in recorders])
+    for recorder, step in zip(recorders, finals):
+        recorder.record(step)
     samples = [step.x.cpu() for step in finals]
     probs, features = evaluate_images(models.eval_classifier, torch.cat(samples))
     realism = models.realism.distance_ratio(features).float()
     probs, features, realism = (t.split([len(x) for x in samples]) for t in (probs, features, realism))
     now = time.perf_counter()
     runs = []
-    for r, x, pr, ft, re in zip(recordings, samples, probs, features, realism):
+    for r, x, pr, ft, re in zip(recorders, samples, probs, features, realism):
         fr = r.frames
-        runs.append(MethodRun(r.request, x, pixels.to_uint8(x), pr, ft, re, np.array([f[0] for f in fr]),
+        runs.append(FinishedRun(r.request, x, pixels.to_uint8(x), pr, ft, re, np.array([f[0] for f in fr]),
                               np.array([f[1] for f in fr]), np.stack([f[2] for f in fr]),
                               np.stack([f[3] for f in fr]), torch.stack(r.p_target).numpy(),
                               torch.stack(r.norms).numpy() if r.norms else np.zeros((0, r.request.num_samples)),
@@ -129,19 +123,19 @@ def finish(models: Models, recordings: Sequence[Recording]) -> list[MethodRun]:
 
 
 def run_methods_live(models: Models, requests: Sequence[Request], num_frames: int = NUM_FRAMES
-                     ) -> Progress[list[MethodRun]]:
+                     ) -> Progress[list[FinishedRun]]:
     """Sample requests together in lockstep (one batched network call per round for all of them) and condense
     each. Yields (steps done, total) after every step; returns the runs."""
     batch = next(BATCH_IDS)
-    recordings = [Recording(models, r, batch, num_frames) for r in requests]
-    total = max(r.total for r in recordings)
-    while not all(r.done for r in recordings):
-        step_together(models, [r for r in recordings if not r.done])
-        yield max(r.steps_done for r in recordings), total
-    runs = finish(models, recordings)
+    recorders = [Recorder(models, r, batch, num_frames) for r in requests]
+    total = max(r.total for r in recorders)
+    while not all(r.done for r in recorders):
+        step_together(models, [r for r in recorders if not r.done])
+        yield max(r.steps_done for r in recorders), total
+    runs = finish(models, recorders)
     yield total, total
     return runs
 
 
-def run_methods(models: Models, requests: Sequence[Request], num_frames: int = NUM_FRAMES) -> list[MethodRun]:
+def run_methods(models: Models, requests: Sequence[Request], num_frames: int = NUM_FRAMES) -> list[FinishedRun]:
     return Live(run_methods_live(models, requests, num_frames)).run()

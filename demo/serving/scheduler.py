@@ -12,7 +12,7 @@ evaluates rows at different noise levels in one call).
     while not ticket.finished:
         ticket.wait(0.25)                        # drives a step (or waits for whoever does)
         show(ticket.progress())
-    ticket.runs                                  # key -> MethodRun
+    ticket.runs                                  # key -> FinishedRun
 
 Who computes: there is no scheduler thread. A caller waiting on a ticket takes the step lock if it is free and
 runs one step on the compute thread (demo/compute.py) for everyone; the others wait for its notification.
@@ -34,8 +34,8 @@ from demo.engine.pipeline import Models, Request
 from demo.serving.compute import COMPUTE, ComputeThread
 from demo.serving.recording import (
     BATCH_IDS,
-    MethodRun,
-    Recording,
+    FinishedRun,
+    Recorder,
     finish,
     step_together,
 )
@@ -56,7 +56,7 @@ class Ticket:
     def __init__(self, scheduler: Scheduler, keys: Sequence[Request], priority: int, seq: int):
         self.scheduler, self.keys, self.priority, self.seq = scheduler, list(dict.fromkeys(keys)), priority, seq
         self.batch = next(BATCH_IDS)              # runs sampled for this ticket carry this id
-        self.runs: dict[Request, MethodRun] = {}
+        self.runs: dict[Request, FinishedRun] = {}
         self.error: BaseException | None = None
         self.cancelled = False
 
@@ -77,48 +77,48 @@ class Ticket:
 
 
 @dataclass(eq=False)
-class Flight:
-    """A run in flight and the tickets that wait for it (identical requests share one flight)."""
+class Job:
+    """A run in flight and the tickets that wait for it (identical requests share one job)."""
     key: Request
     batch: int
     tickets: set[Ticket] = field(default_factory=set)
-    recording: Recording | None = None       # made on the compute thread when the run is first stepped
+    recorder: Recorder | None = None       # made on the compute thread when the run is first stepped
 
     def priority(self) -> tuple[int, int]:
         return min((t.priority, t.seq) for t in self.tickets)
 
 
 class Scheduler:
-    def __init__(self, models: Models, on_finished: Callable[[Request, MethodRun], None] = lambda k, r: None,
+    def __init__(self, models: Models, on_finished: Callable[[Request, FinishedRun], None] = lambda k, r: None,
                  compute: ComputeThread = COMPUTE, max_rows: int = MAX_ROWS):
         self.models, self.on_finished, self.compute, self.max_rows = models, on_finished, compute, max_rows
-        self.state = threading.Condition()        # guards flights and tickets; notified after every step
+        self.state = threading.Condition()        # guards jobs and tickets; notified after every step
         self.stepping = threading.Lock()          # one step at a time
-        self.flights: dict[Request, Flight] = {}
+        self.jobs: dict[Request, Job] = {}
         self.seq = itertools.count()
         self.steps_run = 0
 
     def submit(self, keys: Sequence[Request], background: bool = False) -> Ticket:
         """A ticket for these runs (their cache keys), sampled as soon as rows are free; a key already in
-        flight joins that flight."""
+        job joins that job."""
         with self.state:
             ticket = Ticket(self, keys, BACKGROUND if background else INTERACTIVE, next(self.seq))
             for key in ticket.keys:
-                flight = self.flights.get(key)
-                if flight is None:
-                    flight = self.flights[key] = Flight(key, ticket.batch)
-                flight.tickets.add(ticket)
+                job = self.jobs.get(key)
+                if job is None:
+                    job = self.jobs[key] = Job(key, ticket.batch)
+                job.tickets.add(ticket)
             return ticket
 
     def cancel(self, ticket: Ticket) -> None:
         with self.state:
             ticket.cancelled = True
             for key in ticket.keys:
-                flight = self.flights.get(key)
-                if flight is not None:
-                    flight.tickets.discard(ticket)
-                    if not flight.tickets:
-                        del self.flights[key]
+                job = self.jobs.get(key)
+                if job is not None:
+                    job.tickets.discard(ticket)
+                    if not job.tickets:
+                        del self.jobs[key]
             self.state.notify_all()
 
     def progress(self, ticket: Ticket) -> tuple[int, int]:
@@ -129,8 +129,8 @@ class Scheduler:
                 total += steps
                 if key in ticket.runs:
                     done += steps
-                elif (flight := self.flights.get(key)) is not None and flight.recording is not None:
-                    done += flight.recording.steps_done
+                elif (job := self.jobs.get(key)) is not None and job.recorder is not None:
+                    done += job.recorder.steps_done
             return done, total
 
     def drive(self, ticket: Ticket, timeout: float) -> None:
@@ -146,18 +146,18 @@ class Scheduler:
                 if not ticket.finished:
                     self.state.wait(timeout)
 
-    def choose(self) -> list[Flight]:
-        """The flights of the next step: interactive before background, first come first served, up to
-        max_rows rows (at least one flight)."""
-        flights = sorted(self.flights.values(), key=Flight.priority)
-        if flights and flights[0].priority()[0] == INTERACTIVE:
-            flights = [f for f in flights if f.priority()[0] == INTERACTIVE]
+    def choose(self) -> list[Job]:
+        """The jobs of the next step: interactive before background, first come first served, up to
+        max_rows rows (at least one job)."""
+        jobs = sorted(self.jobs.values(), key=Job.priority)
+        if jobs and jobs[0].priority()[0] == INTERACTIVE:
+            jobs = [f for f in jobs if f.priority()[0] == INTERACTIVE]
         chosen, used = [], 0
-        for flight in flights:
-            size = rows(flight.key)
+        for job in jobs:
+            size = rows(job.key)
             if chosen and used + size > self.max_rows:
                 break
-            chosen.append(flight)
+            chosen.append(job)
             used += size
         return chosen
 
@@ -168,28 +168,28 @@ class Scheduler:
         if not chosen:
             return
         try:
-            for flight in chosen:
-                if flight.recording is None:
-                    flight.recording = Recording(self.models, flight.key, flight.batch)
-            stepping = [f.recording for f in chosen if not f.recording.done]
+            for job in chosen:
+                if job.recorder is None:
+                    job.recorder = Recorder(self.models, job.key, job.batch)
+            stepping = [f.recorder for f in chosen if not f.recorder.done]
             if stepping:
                 step_together(self.models, stepping)
-            done = [f for f in chosen if f.recording.done]
-            runs = finish(self.models, [f.recording for f in done]) if done else []
+            done = [f for f in chosen if f.recorder.done]
+            runs = finish(self.models, [f.recorder for f in done]) if done else []
         except Exception as error:                 # a real fault: its traceback, once, and every waiter told
             log.exception("sampling failed")
             with self.state:
-                for flight in chosen:
-                    self.flights.pop(flight.key, None)
-                    for ticket in flight.tickets:
+                for job in chosen:
+                    self.jobs.pop(job.key, None)
+                    for ticket in job.tickets:
                         ticket.error = error
                 self.state.notify_all()
             return
         with self.state:
             self.steps_run += 1
-            for flight, run in zip(done, runs):
-                self.flights.pop(flight.key, None)
-                self.on_finished(flight.key, run)
-                for ticket in flight.tickets:
-                    ticket.runs[flight.key] = run
+            for job, run in zip(done, runs):
+                self.jobs.pop(job.key, None)
+                self.on_finished(job.key, run)
+                for ticket in job.tickets:
+                    ticket.runs[job.key] = run
             self.state.notify_all()

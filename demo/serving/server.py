@@ -39,8 +39,8 @@ OUTPUT_PREFIX = "guidance_lab-"
 
 @dataclass(frozen=True)
 class AppParts:
-    """What app.py hands over: serve(host, port, block, max_queue) -> Blocks, prepare(explorer) warms the cache,
-    attach(explorer, output_folder) installs both for the handlers."""
+    """What app.py hands over: serve(host, port, block, max_queue) -> Blocks, prepare(service) warms the cache,
+    attach(service, output_folder) installs both for the handlers."""
     serve: Callable
     prepare: Callable
     attach: Callable
@@ -161,7 +161,7 @@ def launch(blocks, host: str, port: int, *, block: bool = True, max_queue: int =
 def start(parts: AppParts, argv: list[str] | None, environ) -> tuple:
     """Everything up to a listening server; (blocks, output folder)."""
     from demo.engine.pipeline import Models
-    from demo.serving.service import Explorer
+    from demo.serving.service import Service
     settings = parse_settings(argv, environ)
     check_address(settings.host, settings.port)                 # before anything slow
     root = make_output_folder(environ)
@@ -176,10 +176,10 @@ def start(parts: AppParts, argv: list[str] | None, environ) -> tuple:
         use_zerogpu(spaces)
     folder = hub.resolve(settings.weights, WEIGHTS_DIR)
     checked = verify_folder(folder)
-    explorer = Explorer(COMPUTE.call(Models.load, folder, device=device), budget=settings.budget)
-    parts.attach(explorer, output)
+    service = Service(COMPUTE.call(Models.load, folder, device=device), budget=settings.budget)
+    parts.attach(service, output)
     if spaces is None:                                          # ZeroGPU has no GPU before the first request
-        COMPUTE.call(parts.prepare, explorer)
+        COMPUTE.call(parts.prepare, service)
     blocks = parts.serve(settings.host, settings.port, block=False, max_queue=settings.max_queue)
     print(startup_block(settings, describe_device(device, spaces is not None), checked, folder, output, environ),
           flush=True)

@@ -15,8 +15,8 @@ from demo.engine.pipeline import Models, Request
 from demo.engine.validation import RequestError, shown
 from demo.serving.recording import (  # noqa: F401 (API)
     NUM_FRAMES,
+    FinishedRun,
     Live,
-    MethodRun,
     Progress,
     run_methods,
     run_methods_live,
@@ -106,7 +106,7 @@ def check_budget(requests: Sequence[Request], budget: float, what: str) -> None:
                            f"limit with --budget).")
 
 
-class Explorer:
+class Service:
     """The models plus a thread-safe LRU cache of finished runs, bounded in bytes (changing only w reuses
     unguided; the w ladder makes moving w instant)."""
 
@@ -114,12 +114,12 @@ class Explorer:
                  budget: float = BUDGET):
         self.models, self.budget = models, budget
         self.scheduler = Scheduler(models, self.store, max_rows=max_rows)
-        self.cache: OrderedDict[Request, MethodRun] = OrderedDict()
+        self.cache: OrderedDict[Request, FinishedRun] = OrderedDict()
         self.cache_bytes, self.cached_bytes = cache_bytes, 0
         self.lock = threading.Lock()
         self.runs_computed = 0
 
-    def cached(self, request: Request) -> MethodRun | None:
+    def cached(self, request: Request) -> FinishedRun | None:
         with self.lock:
             key = cache_key(request)
             if key in self.cache:
@@ -127,7 +127,7 @@ class Explorer:
                 return self.cache[key]
         return None
 
-    def store(self, key: Request, run: MethodRun) -> None:
+    def store(self, key: Request, run: FinishedRun) -> None:
         """Keep a finished run (the scheduler calls this), evicting the least recently used beyond the budget."""
         with self.lock:
             self.runs_computed += 1
@@ -139,7 +139,7 @@ class Explorer:
                 self.cached_bytes -= self.cache.popitem(last=False)[1].nbytes
 
     def runs_live(self, requests: Sequence[Request], background: bool = False, poll: float = 0.25
-                  ) -> Progress[tuple[list[MethodRun], frozenset[int]]]:
+                  ) -> Progress[tuple[list[FinishedRun], frozenset[int]]]:
         """Cached runs where possible; the rest sampled by the scheduler, batched with everyone else's
         (background: only while no interactive request waits). Yields progress at least every `poll` s;
         returns the runs in order and the ids of the batches sampled for them. Closing it early cancels

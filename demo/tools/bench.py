@@ -105,17 +105,17 @@ STARTUP = textwrap.dedent('''
     import json, os, sys, time
     t0 = time.perf_counter()
     import app
-    from demo.serving import service as ex
+    from demo.serving import service as svc
     from demo.engine.pipeline import Models, Request
     t1 = time.perf_counter()
     from demo.serving.compute import COMPUTE                  # as app.main: all torch work on one thread
-    app.EXPLORER = ex.Explorer(COMPUTE.call(Models.load))
+    app.SERVICE = svc.Service(COMPUTE.call(Models.load))
     t2 = time.perf_counter()
     blocks = app.serve("127.0.0.1", int(sys.argv[1]), block=False)
     t3 = time.perf_counter()
-    COMPUTE.call(app.EXPLORER.compare, Request(label=3))
+    COMPUTE.call(app.SERVICE.compare, Request(label=3))
     t4 = time.perf_counter()
-    COMPUTE.call(app.EXPLORER.compare, Request(label=3, seed=1))
+    COMPUTE.call(app.SERVICE.compare, Request(label=3, seed=1))
     t5 = time.perf_counter()
     http = []
     try:                                   # the whole round trip through Gradio (queue, events, PNG files)

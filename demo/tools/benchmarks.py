@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from demo.engine import guidance
+from demo.engine import batching
 from demo.engine.config import IMAGE_SHAPE, NULL_LABEL
 from demo.engine.guidance import METHODS
 from demo.engine.pipeline import Models, Request, generate_final, generate_together
 from demo.serving import outputs as files
-from demo.serving import service as ex
+from demo.serving import service as svc
 from demo.ui import views
 
 
@@ -80,7 +80,7 @@ def matmul_peak(device: torch.device, repeats: int) -> float:
 @contextlib.contextmanager
 def network_timer(models: Models):
     """Accumulate wall time spent inside network calls: the denoisers' forwards (hooks) and every classifier
-    call (guidance.classify, forward and, for classifier guidance, backward)."""
+    call (batching.classify, forward and, for classifier guidance, backward)."""
     spent, started = [0.0], {}
 
     def before(module, args):
@@ -90,7 +90,7 @@ def network_timer(models: Models):
         synchronize()
         spent[0] += time.perf_counter() - started.pop(id(module))
 
-    original = guidance.classify
+    original = batching.classify
 
     def classify(*args, **kwargs):
         start = time.perf_counter()
@@ -101,11 +101,11 @@ def network_timer(models: Models):
 
     handles = [h for net in (models.net, models.weak_net)
                for h in (net.register_forward_pre_hook(before), net.register_forward_hook(after))]
-    guidance.classify = classify
+    batching.classify = classify
     try:
         yield spent
     finally:
-        guidance.classify = original
+        batching.classify = original
         for handle in handles:
             handle.remove()
 
@@ -175,8 +175,8 @@ def call_times(models: Models, batch: int, repeats: int) -> dict[str, float]:
         out = {"net": median_seconds(lambda: models.net(x, 1.0, label), r),
                "net_pair": median_seconds(lambda: models.net(x2, 1.0, label2), r),
                "weak": median_seconds(lambda: models.weak_net(x, 1.0, label), r),
-               "classifier": median_seconds(lambda: guidance.classify(models.classifier, x, 1.0, label, False), r)}
-    out["classifier_grad"] = median_seconds(lambda: guidance.classify(models.classifier, x, 1.0, label, True), r)
+               "classifier": median_seconds(lambda: batching.classify(models.classifier, x, 1.0, label, False), r)}
+    out["classifier_grad"] = median_seconds(lambda: batching.classify(models.classifier, x, 1.0, label, True), r)
     return out
 
 
@@ -200,9 +200,9 @@ def method_rows(models: Models, base: Request, repeats: int) -> list[dict]:
 
 # ---- the app's comparison ---------------------------------------------------------------------------------
 
-def app_comparison(models: Models, base: Request, folder: Path) -> ex.Results:
+def app_comparison(models: Models, base: Request, folder: Path) -> svc.Results:
     """What Generate computes and renders, from an empty cache: every method together + gallery and grid PNGs."""
-    results = ex.Explorer(models).compare(base)
+    results = svc.Service(models).compare(base)
     for run in results.runs.values():
         for image, _ in views.gallery(run):
             files.save_png(image, folder)
@@ -214,7 +214,7 @@ def app_comparison(models: Models, base: Request, folder: Path) -> ex.Results:
 def comparison_rows(models: Models, base: Request, repeats: int) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="guidance_lab_bench_"))
     times = interleaved({"together": lambda: app_comparison(models, base, folder),
-                         "one_after_another": lambda: [ex.run_methods(models, [replace(base, method=m)])
+                         "one_after_another": lambda: [svc.run_methods(models, [replace(base, method=m)])
                                                        for m in METHODS]}, repeats)
     out = {"together_seconds": statistics.median(times["together"]),
            "one_after_another_seconds": statistics.median(times["one_after_another"]),
@@ -222,19 +222,19 @@ def comparison_rows(models: Models, base: Request, repeats: int) -> dict:
            "together_speedup": ratio(times, "one_after_another", "together")}
     _, out["together_overhead"] = with_overhead(models, lambda: app_comparison(models, base, folder),
                                                 max(3, repeats // 2))
-    explorer = ex.Explorer(models)
-    runs = explorer.compare(base).runs
+    service = svc.Service(models)
+    runs = service.compare(base).runs
 
     def change_w():
-        explorer.cache.clear()
-        explorer.cache[ex.cache_key(replace(base, method="unguided"))] = runs["unguided"]
-        explorer.compare(replace(base, weight=base.weight + 1))
+        service.cache.clear()
+        service.cache[svc.cache_key(replace(base, method="unguided"))] = runs["unguided"]
+        service.compare(replace(base, weight=base.weight + 1))
     out["w_change_seconds"] = median_seconds(change_w, repeats)
 
     def view():
-        before = explorer.runs_computed
+        before = service.runs_computed
         views.animation(runs, 1), views.step_plots(runs, 1), views.filmstrip(runs, 1)
-        assert explorer.runs_computed == before
+        assert service.runs_computed == before
     out["trajectory_view_seconds"] = median_seconds(view, repeats)
     import matplotlib.pyplot as plt
     plt.close("all")

@@ -100,14 +100,14 @@ def alone(students: list[Student]) -> list[np.ndarray]:
     """Each student's comparison made alone, in this process (a fresh cache each): the reference."""
     from demo.engine.guidance import METHODS
     from demo.engine.pipeline import Models
-    from demo.serving import service as ex
+    from demo.serving import service as svc
     from demo.ui import views
     models = Models.load()
     pictures = []
     for s in students:
-        base, weights = ex.parse_settings(s.label, "same", s.weight, [s.weight] * len(METHODS[1:]), s.num_steps,
+        base, weights = svc.parse_settings(s.label, "same", s.weight, [s.weight] * len(METHODS[1:]), s.num_steps,
                                           "ddim", s.num_samples, s.seed, 0.0, 80.0)
-        results = ex.Explorer(models).compare(base, METHODS, weights)
+        results = svc.Service(models).compare(base, METHODS, weights)
         pictures.append(digits(views.comparison_html(results.runs)))
     return pictures
 
@@ -189,17 +189,17 @@ def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight:
 
     from demo.engine.guidance import METHODS
     from demo.engine.pipeline import Models
-    from demo.serving import service as ex
+    from demo.serving import service as svc
     from demo.tools.benchmarks import device_name, flops_per_sample, matmul_peak
     from demo.ui import views
     students = [Student(k % 10, k, weight, num_samples, num_steps) for k in range(clients)]
     models = Models.load()
     peak = peak_gflops or matmul_peak(torch.device("cpu"), 5)
-    base, weights = ex.parse_settings(0, "same", weight, [weight] * len(METHODS[1:]), num_steps, "ddim",
+    base, weights = svc.parse_settings(0, "same", weight, [weight] * len(METHODS[1:]), num_steps, "ddim",
                                       num_samples, 0, 0.0, 80.0)
-    requests = ex.comparison_requests(base, METHODS, weights)
+    requests = svc.comparison_requests(base, METHODS, weights)
     with FlopCounterMode(display=False) as counter:   # one comparison's FLOPs, counted by torch (in this thread:
-        ex.run_methods(models, [r for r in requests if r.method != "classifier"])   # modes are thread-local)
+        svc.run_methods(models, [r for r in requests if r.method != "classifier"])   # modes are thread-local)
     gradient = [r for r in requests if r.method == "classifier"]   # autograd.grad cannot run under the counter:
     per_student = counter.get_total_flops() + sum(                 # forward D + classifier, backward ~2x forward
         r.num_samples * r.sampler.num_steps * (flops_per_sample(models.net) + 3 * flops_per_sample(
@@ -218,9 +218,9 @@ def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight:
                 began = time.perf_counter()
                 probe.predict(*students[0].args(), api_name="/compare")
                 cached.append(time.perf_counter() - began)
-    explorer = ex.Explorer(models)
+    service = svc.Service(models)
     began = time.perf_counter()
-    results = explorer.compare(base, METHODS, weights)
+    results = service.compare(base, METHODS, weights)
     sampling = time.perf_counter() - began
     began = time.perf_counter()
     views.comparison_html(results.runs), views.summary(results), views.comparison_grid(results)

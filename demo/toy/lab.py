@@ -22,9 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from demo.engine.config import LIMITS, Interval
 from demo.engine.guidance import GUIDANCE, METHODS, make_guidance
-from demo.engine.noise import karras_sigmas
+from demo.engine.noise import BatchNoise, karras_sigmas
 from demo.engine.progress import Live, Progress
-from demo.engine.samplers import BatchNoise, sample
+from demo.engine.samplers import sample
 from demo.engine.validation import RequestError, checked, choice
 from demo.toy.mixture import PRESETS, GaussianMixture, MixtureClassifier
 

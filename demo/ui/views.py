@@ -14,7 +14,7 @@ from demo.engine.config import ASSETS_DIR, CLASS_NAMES, Interval
 from demo.engine.guidance import GUIDANCE
 from demo.engine.metrics import mean_pairwise_distance
 from demo.engine.pipeline import Request
-from demo.serving.service import MethodRun, Results
+from demo.serving.service import FinishedRun, Results
 from demo.ui import render
 
 FILMSTRIP_COLUMNS = 10
@@ -47,13 +47,13 @@ def settings_line(base: Request, weights: dict[str, float] | None = None, short:
             f"{base.sampler.num_steps} {base.sampler.sampler} steps{interval}")
 
 
-def method_label(method: str, run: MethodRun) -> str:
+def method_label(method: str, run: FinishedRun) -> str:
     w = "" if method == "unguided" else f"w = {run.request.weight:g} · "
     return (f'<span class="gl-name">{html.escape(short_title(method))}</span>'
             f'<span class="gl-meta">{w}{run.accuracy():.0%} correct</span>')
 
 
-def digit_cell(run: MethodRun, k: int, selected: int | None) -> str:
+def digit_cell(run: FinishedRun, k: int, selected: int | None) -> str:
     verdict = run.verdicts()[k]
     mark, meaning = VERDICT[verdict]
     predicted = int(run.probs[k].argmax())
@@ -65,7 +65,7 @@ def digit_cell(run: MethodRun, k: int, selected: int | None) -> str:
             f'<span class="gl-verdict">{mark} {predicted}</span></button>')
 
 
-def comparison_html(runs: dict[str, MethodRun], selected: int | None = None, note: str = "",
+def comparison_html(runs: dict[str, FinishedRun], selected: int | None = None, note: str = "",
                     runs_computed: int | None = None) -> str:
     """Rows are methods, columns are samples with the same seed and noise: compare down a column."""
     first = next(iter(runs.values()))
@@ -87,7 +87,7 @@ def comparison_html(runs: dict[str, MethodRun], selected: int | None = None, not
             f'digit) — read by a separate evaluation classifier. {html.escape(note)}</div></div>')
 
 
-def filmstrip_html(runs: dict[str, MethodRun], index: int, columns: int = FILMSTRIP_COLUMNS) -> str:
+def filmstrip_html(runs: dict[str, FinishedRun], index: int, columns: int = FILMSTRIP_COLUMNS) -> str:
     """x_t and the x0 estimate of sample `index` at ~10 evenly spaced steps, two rows per method."""
     run0 = next(iter(runs.values()))
     pick = np.unique(np.linspace(0, len(run0.frame_steps) - 1, min(columns, len(run0.frame_steps))).round()
@@ -106,7 +106,7 @@ def filmstrip_html(runs: dict[str, MethodRun], index: int, columns: int = FILMST
     return f'<div class="gl-comparison gl-filmstrip">{"".join(rows)}</div>'
 
 
-def animation(runs: dict[str, MethodRun], index: int) -> bytes:
+def animation(runs: dict[str, FinishedRun], index: int) -> bytes:
     """GIF of the denoising of sample `index`, all methods side by side (x_t above, x0 estimate below)."""
     run0 = next(iter(runs.values()))
     frames = []
@@ -118,7 +118,7 @@ def animation(runs: dict[str, MethodRun], index: int) -> bytes:
     return render.animation(frames)
 
 
-def step_plots(runs: dict[str, MethodRun], index: int):
+def step_plots(runs: dict[str, FinishedRun], index: int):
     """p(target | x_t) and how far guidance moved the x0 estimate, per step, for sample `index`."""
     steps = np.arange(len(next(iter(runs.values())).p_target))
     names = {short_title(m): m for m in runs}
@@ -173,7 +173,7 @@ def sweep_tradeoff(results: Results):
 
 def timing(results: Results) -> str:
     """How the runs were obtained: each batch sampled for this request with its time, the rest from the cache."""
-    batches: dict[int, list[MethodRun]] = {}
+    batches: dict[int, list[FinishedRun]] = {}
     for run in results.runs.values():
         batches.setdefault(run.batch, []).append(run)
     parts = [f"{group[0].seconds:.2f} s for {len(group)} run{'s' * (len(group) > 1)} sampled together"
