@@ -65,7 +65,7 @@ class SamplerConfig:
 @dataclass(frozen=True)
 class Limits:
     """Accepted request ranges, checked once (validation.checked) for every request."""
-    max_weight: float = 20.0
+    max_weight: float = 10.0          # the sliders' range too: the API and the UI accept the same w
     max_steps: int = 1000
     max_samples: int = 64
     max_seed: int = 2**31 - 1

@@ -76,8 +76,9 @@ def guide_range(key: str, folder: Path = WEIGHTS_DIR) -> MeasuredRange | None:
                          max(study["settings"]["weights"]))
 
 
-def method_range(method: str, guide: str | None = None) -> MeasuredRange | None:
-    """A method's measured range; for a method that uses a guide other than the default, that guide's."""
+def method_range(method: str, guide: str | None = None, folder: Path | None = None) -> MeasuredRange | None:
+    """A method's measured range; for a method that uses a guide other than the default, that guide's (from the
+    weights folder the app loaded, `folder`, by default weights/)."""
     if guide not in (None, GUIDES[0].key) and uses_guide(method):
-        return guide_range(guide) if method == "autoguidance" else None
+        return guide_range(guide, folder or WEIGHTS_DIR) if method == "autoguidance" else None
     return ranges().get(method)

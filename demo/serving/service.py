@@ -1,18 +1,18 @@
-"""What the app does, without the app: turn widget values into requests, run (cached) comparisons and
-sweeps, and condense trajectories for display. app.py lays out widgets and calls these; views.py draws.
+"""The service behind the app: comparisons and sweeps of requests, answered from an LRU cache of finished runs
+where possible and otherwise sampled by the scheduler, batched with every other visitor's; the per-request
+budget. The UI (demo/ui) turns widget values into requests (form.py) and draws the results (views.py).
 """
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from demo.engine.config import CLASS_NAMES, GUIDES, Interval, SamplerConfig
+from demo.engine.config import GUIDES, Interval
 from demo.engine.guidance import METHODS, uses_guide
 from demo.engine.pipeline import Models, Request
-from demo.engine.validation import RequestError, shown
+from demo.engine.validation import RequestError
 from demo.serving.recording import (  # noqa: F401 (API)
     NUM_FRAMES,
     FinishedRun,
@@ -27,41 +27,6 @@ SWEEP_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 LADDER = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)   # sampled ahead: instant w
 CACHE_BYTES = 400 * 2**20  # finished runs kept (a run of 8 samples x 32 steps with its trajectory: ~0.5 MB)
 BUDGET = 8.0               # what one request may cost, in default comparisons (operator setting: --budget)
-
-
-def blank(value) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def parse_request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo=None, sigma_hi=None,
-                  method: str = "unguided", guide: str = GUIDES[0].key) -> Request:
-    """Widget (or API) values -> a Request (which validates them: RequestError with a clear message).
-    The class may be given by name; an empty interval bound means no bound."""
-    if isinstance(label, str) and label in CLASS_NAMES:
-        label = CLASS_NAMES.index(label)
-    interval = Interval(0.0 if blank(sigma_lo) else sigma_lo, math.inf if blank(sigma_hi) else sigma_hi)
-    return Request(label=label, method=method, weight=weight, num_samples=num_samples, seed=seed,
-                   sampler=SamplerConfig(num_steps=num_steps, sampler=sampler), interval=interval,
-                   guide=GUIDES[0].key if blank(guide) else guide)
-
-
-WEIGHT_MODES = ("same", "own")      # one w for every method, or each method at its own w
-
-
-def parse_settings(label, mode, weight, method_weights: Sequence, num_steps, sampler, num_samples, seed,
-                   sigma_lo=None, sigma_hi=None, guide: str = GUIDES[0].key) -> tuple[Request, dict[str, float]]:
-    """The Compare tab's widgets -> (base request, w per guided method). In "own" mode each guided method
-    takes its value from `method_weights` (in METHODS[1:] order); in "same" mode they all take `weight`.
-    `guide`: autoguidance's guide (config.GUIDES key), for the methods that use one."""
-    if mode not in WEIGHT_MODES:
-        raise RequestError(f"unknown w mode {shown(mode)}; choose one of {', '.join(WEIGHT_MODES)}")
-    base = parse_request(label, weight, num_steps, sampler, num_samples, seed, sigma_lo, sigma_hi, guide=guide)
-    if mode == "same":
-        return base, {m: base.weight for m in METHODS[1:]}
-    if len(method_weights) != len(METHODS) - 1:
-        raise RequestError(f"expected one w per guided method ({len(METHODS) - 1}), got {len(method_weights)}")
-    weights = {m: replace(base, method=m, weight=w).weight for m, w in zip(METHODS[1:], method_weights)}
-    return base, weights
 
 
 def cache_key(request: Request) -> Request:

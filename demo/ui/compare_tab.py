@@ -1,0 +1,230 @@
+"""The Compare tab: every method with the same seed, one aligned picture, the trajectory of a followed sample.
+
+Layout, wiring and handlers together. The fields come from form.COMPARE; the handlers take them by name.
+"""
+from __future__ import annotations
+
+import random
+import time
+
+import gradio as gr
+
+from demo.engine.config import GUIDES, LIMITS, SamplerConfig
+from demo.engine.guidance import METHODS
+from demo.serving import outputs
+from demo.serving import service as svc
+from demo.serving.compute import on_device
+from demo.ui import form, hints, views
+from demo.ui.common import LATEX, YIELD_EVERY, Runtime, checked_input, follow, number, radio, slider, user_errors
+from demo.ui.form import COMPARE, GUIDED
+from demo.ui.prose import CONVENTION
+
+LADDER_MAX_COST = 1.5      # the w ladder is sampled for comparisons up to this many default comparisons
+PICK_JS = """element.addEventListener('click', (event) => {
+  const cell = event.target.closest('[data-sample]');
+  if (!cell) return;
+  element.querySelectorAll('.gl-selected').forEach((c) => c.classList.remove('gl-selected'));
+  cell.classList.add('gl-selected');
+  trigger('click', {sample: Number(cell.dataset.sample)});
+});"""
+OUTDATED_JS = "() => { document.querySelector('#comparison')?.classList.add('gl-outdated'); }"
+CURRENT_JS = "() => { document.querySelector('#comparison')?.classList.remove('gl-outdated'); }"
+
+
+# ---- handlers: checked values in, displayable values out -------------------------------------------------
+
+@on_device
+@user_errors
+def on_compare(progress=gr.Progress(), **values):
+    """Every method with the same seed, sampled together (or straight from the cache: the w ladder)."""
+    v = COMPARE.check(values)
+    base, weights = form.comparison(v)
+    service = Runtime.get()
+    live = service.compare_live(base, METHODS, weights)
+    yield from follow(live, progress, "sampling every method together", 4)
+    results = live.result
+    followed = min(v.follow, base.num_samples - 1)
+    warning = hints.beyond_range(weights, base.guide, Runtime.weights_folder)
+    picture = views.comparison_html(results.runs, followed, warning, service.runs_computed)
+    status = f"**{views.settings_line(base, weights, short=True)}** · {views.timing(results)}"
+    name = f"guidance_lab_class{base.label}_seed{base.seed}.png"
+    yield picture, views.summary(results), status, outputs.save_file(views.comparison_grid(results),
+                                                                     Runtime.out_dir, name)
+
+
+@on_device
+@user_errors
+def on_ladder(**values):
+    """Sample the w ladder of every guided method in the background (steps run only while no visitor waits
+    for a result), so that moving w along it is instant."""
+    base, weights = form.comparison(COMPARE.check(values))
+    service = Runtime.get()
+    size = svc.cost(svc.comparison_requests(base, METHODS, weights)) / svc.REFERENCE_COST
+    if size > LADDER_MAX_COST:           # the ladder costs ~15 comparisons: only for default-sized settings
+        yield (f"No w ladder for settings this large ({size:.1f}x a default comparison): each w change samples. "
+               f"Fewer samples or steps bring it back.")
+        return
+    live = service.sweep_live(base, GUIDED, svc.LADDER, background=True)
+    missing = service.missing(svc.sweep_requests(base, GUIDED, svc.LADDER))
+    if missing:
+        last = 0.0
+        for done, total in live:
+            if time.perf_counter() - last > YIELD_EVERY:
+                last = time.perf_counter()
+                yield f"Sampling the w ladder for instant w … step {done} of {total} ({missing} runs)"
+    else:
+        live.run()
+    yield ("w ladder ready: moving w to " + ", ".join(f"{w:g}" for w in svc.LADDER) +
+           " shows the result at once; other values are sampled.")
+
+
+@on_device
+@user_errors
+def on_trajectory(progress=gr.Progress(), **values):
+    """Filmstrip, GIF and per-step plots of the followed sample (recomputed if not cached: same seed, same
+    result)."""
+    v = COMPARE.check(values)
+    base, weights = form.comparison(v)
+    live = Runtime.get().compare_live(base, METHODS, weights)
+    yield from follow(live, progress, "sampling every method together", 3)
+    runs = live.result.runs
+    index = min(v.follow, base.num_samples - 1)
+    gif = outputs.save_file(views.animation(runs, index), Runtime.out_dir, "denoising.gif")
+    yield views.filmstrip_html(runs, index), gif, views.step_plots(runs, index)
+
+
+def on_pick(followed, event: gr.EventData):
+    """A click on a digit of the comparison: follow that sample."""
+    sample = getattr(event, "_data", None) or {}
+    return int(sample.get("sample", followed)) if isinstance(sample, dict) else followed
+
+
+def on_mode(mode):
+    return gr.update(visible=mode == "same"), gr.update(visible=mode == "own")
+
+
+def on_guide(guide):
+    """The guided methods' range captions follow the chosen guide."""
+    return [gr.update(info=hints.caption(m, guide, Runtime.weights_folder) or "not measured with this guide")
+            for m in GUIDED]
+
+
+def on_stop():
+    return "Stopped. The picture shows the last finished result."
+
+
+def new_seed() -> int:
+    return random.randint(0, LIMITS.max_seed)
+
+
+def prepare(service: svc.Service) -> None:
+    """Sample the default comparison before the first visitor arrives, so the page opens on a result."""
+    base, weights = form.comparison_of()
+    service.compare(base, METHODS, weights)
+
+
+# ---- layout and wiring -----------------------------------------------------------------------------------
+
+def guides_installed() -> list[str]:
+    """Guide keys the loaded weights offer (all of config.GUIDES before the models are attached)."""
+    if Runtime.service is None:
+        return [g.key for g in GUIDES]
+    return [GUIDES[0].key, *Runtime.service.models.guides]
+
+
+def controls() -> dict[str, gr.components.Component]:
+    """The Compare tab's inputs, one widget per field of form.COMPARE (the hidden `follow` is a gr.State)."""
+    w: dict = {}
+    w["label"] = radio(COMPARE["label"], elem_id="digit")
+    with gr.Row(elem_id="buttons"):
+        w["generate"] = gr.Button("Generate", variant="primary", elem_id="generate", min_width=80)
+        w["stop"] = gr.Button("Stop", variant="stop", elem_id="stop", min_width=60, scale=0)
+    w["mode"] = radio(COMPARE["mode"], {"same": "same w for all", "own": "each at its own w"}, elem_id="mode")
+    with gr.Group(visible=COMPARE["mode"].default == "same") as w["same_group"]:
+        w["weight"] = slider(COMPARE["weight"], 0.25, info="0 = unguided, for every method", elem_id="weight")
+    with gr.Group(visible=COMPARE["mode"].default == "own", elem_id="own-weights") as w["own_group"]:
+        for m in GUIDED:
+            name = form.weight_name(m)
+            w[name] = slider(COMPARE[name], 0.25, info=hints.caption(m), elem_id=f"weight-{m}")
+    guide = COMPARE["guide"]
+    w["guide"] = checked_input(gr.Dropdown([(g.label, g.key) for g in GUIDES if g.key in guides_installed()],
+                                           value=guide.default, label=guide.label + " D_weak", info=hints.GUIDE_INFO,
+                                           elem_id="guide"), guide)
+    w["ladder_status"] = gr.Markdown(elem_id="ladder-status")
+    with gr.Accordion("Settings: seed, samples, steps, interval", open=False):
+        with gr.Row():
+            w["seed"] = number(COMPARE["seed"], precision=0, min_width=120)
+            w["dice"] = gr.Button("🎲 New seed", size="sm", min_width=100)
+        w["num_samples"] = slider(COMPARE["num_samples"], 1)
+        w["num_steps"] = slider(COMPARE["num_steps"], 1)
+        w["sampler"] = radio(COMPARE["sampler"], form.SAMPLER_NAMES)
+        gr.Markdown(f"Guidance interval (Kynkäänniemi et al. 2024): guide only while σ_lo < σ ≤ σ_hi. Noise runs "
+                    f"from σ = {SamplerConfig().sigma_max:g} down to {SamplerConfig().sigma_min:g}.")
+        with gr.Row():
+            w["sigma_lo"] = number(COMPARE["sigma_lo"], min_width=100)
+            w["sigma_hi"] = number(COMPARE["sigma_hi"], min_width=100)
+    with gr.Accordion("The convention for w", open=False):
+        gr.Markdown(CONVENTION, latex_delimiters=LATEX)
+    return w
+
+
+def tab() -> dict[str, gr.components.Component]:
+    """Lay out the Compare tab and wire its events; returns its widgets by name (other tabs share them)."""
+    with gr.Tab("Compare"):
+        with gr.Row(elem_id="compare-row"):
+            with gr.Column(scale=0, min_width=300, elem_id="controls"):
+                w = controls()
+            with gr.Column(scale=1, elem_id="results"):
+                w["status"] = gr.Markdown(elem_id="status")
+                w["comparison"] = gr.HTML(elem_id="comparison", js_on_load=PICK_JS, padding=False)
+                w["summary"] = gr.Markdown(elem_id="summary")
+                w["download"] = gr.DownloadButton("Download the comparison (PNG)", size="sm", variant="secondary",
+                                                  elem_id="download")
+        w["follow"] = gr.State(COMPARE["follow"].default)
+        with gr.Accordion("Per-step trajectories of the selected sample (click a digit above)", open=True):
+            w["filmstrip"] = gr.HTML(elem_id="filmstrip", padding=False)
+            w["gif"] = gr.Image(show_label=False, type="filepath", elem_id="gif", container=False, buttons=[])
+            w["plots"] = gr.Plot(show_label=False, elem_id="step-plots")
+    return w
+
+
+def wire(blocks: gr.Blocks, w: dict) -> None:
+    """The Compare tab's events: Generate (and any change of digit, w or guide) samples every method; then the
+    trajectory of the followed sample and, in the background, the w ladder. Stop cancels all of them."""
+    inputs = {name: w[name] for name in COMPARE.names}
+    outputs_ = [w["comparison"], w["summary"], w["status"], w["download"]]
+    trajectory_outputs = [w["filmstrip"], w["gif"], w["plots"]]
+    weight_widgets = [w["weight"], *(w[form.weight_name(m)] for m in GUIDED)]
+    changes = [w["label"].change, w["mode"].change, w["guide"].change, *(s.change for s in weight_widgets)]
+    sampling = dict(concurrency_limit=None)    # handlers wait on the scheduler, which batches everyone's steps
+
+    def chain(event, api: bool) -> tuple:
+        """After a comparison: un-grey the picture, then the trajectory and the w ladder (ladder, trajectory)."""
+        event.success(None, js=CURRENT_JS)
+        ladder = event.success(on_ladder, inputs_kwargs=inputs, outputs=w["ladder_status"], show_progress="hidden",
+                               api_visibility="private", **sampling)
+        trajectory = event.success(on_trajectory, inputs_kwargs=inputs, outputs=trajectory_outputs,
+                                   show_progress="minimal", **({"api_name": "trajectory"} if api else
+                                                               {"api_visibility": "private"}), **sampling)
+        return ladder, trajectory
+
+    compare = gr.on([blocks.load, w["generate"].click, *changes], on_compare, inputs_kwargs=inputs,
+                    outputs=outputs_, api_name="compare", trigger_mode="always_last", show_progress="minimal",
+                    **sampling)
+    ladder, trajectory = chain(compare, api=True)
+    dice = w["dice"].click(new_seed, None, w["seed"], api_visibility="private")
+    dice_compare = dice.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
+                             show_progress="minimal", **sampling)
+    dice_ladder, dice_trajectory = chain(dice_compare, api=False)
+    events = [compare, ladder, trajectory, dice_compare, dice_ladder, dice_trajectory]
+    gr.on([w["generate"].click, w["dice"].click, *changes], None, cancels=[ladder, dice_ladder],
+          api_visibility="private")
+    pick = w["comparison"].click(on_pick, w["follow"], w["follow"], api_visibility="private")
+    pick.then(on_trajectory, inputs_kwargs=inputs, outputs=trajectory_outputs, api_visibility="private",
+              show_progress="minimal", **sampling)
+    w["mode"].change(on_mode, w["mode"], [w["same_group"], w["own_group"]], api_visibility="private")
+    w["guide"].change(on_guide, w["guide"], [w[form.weight_name(m)] for m in GUIDED], api_visibility="private",
+                      queue=False)
+    for name in ("num_steps", "sampler", "num_samples", "seed", "sigma_lo", "sigma_hi"):
+        w[name].input(None, js=OUTDATED_JS)
+    w["stop"].click(on_stop, None, w["status"], cancels=events, api_visibility="private")
