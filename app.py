@@ -18,7 +18,7 @@ import gradio as gr  # noqa: E402
 from demo.engine.config import ASSETS_DIR  # noqa: E402
 from demo.serving import server  # noqa: E402
 from demo.serving.service import Service  # noqa: E402
-from demo.ui import compare_tab, explain_tab, sweep_tab, toy_tab  # noqa: E402
+from demo.ui import compare_tab, explain_tab, page, sweep_tab, toy_tab  # noqa: E402
 from demo.ui.common import Runtime  # noqa: E402
 from demo.ui.prose import HEADER  # noqa: E402
 
@@ -29,11 +29,12 @@ def build() -> gr.Blocks:
     """The page: a header and the four tabs (the Compare tab's widgets also drive the w sweep)."""
     with gr.Blocks(title="Guidance Lab", fill_width=True) as blocks:
         gr.Markdown(HEADER, elem_id="header")
-        compare = compare_tab.tab()
-        sweep_tab.tab(compare)
-        toy_tab.tab(blocks)
-        explain_tab.tab()
-        compare_tab.wire(blocks, compare)
+        with gr.Tabs() as tabs:
+            compare = compare_tab.tab()
+            sweep_tab.tab(compare)
+            toy_tab.tab(blocks)
+            explain_tab.tab()
+        compare_tab.wire(blocks, compare, tabs)
     return blocks
 
 
@@ -47,7 +48,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, block: bool = True, max_que
           ) -> gr.Blocks:
     """Build the UI and start the server (returns once it accepts connections if block is False)."""
     return server.launch(build(), host, port, block=block, max_queue=max_queue, theme=gr.themes.Soft(), css=CSS,
-                         footer_links=["gradio"])
+                         head=page.head(), footer_links=["gradio"])
 
 
 def main() -> None:

@@ -1,6 +1,9 @@
 """The Gradio app: handlers called directly, the server driven over HTTP and in a real browser."""
 from __future__ import annotations
 
+import html
+import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -105,7 +108,14 @@ def test_changing_only_w_reuses_the_unguided_run_and_views_recompute_nothing(ser
 
 def test_the_w_ladder_makes_moving_w_instant(service):
     settings = values(seed=31)
-    assert "ready" in drain(compare_tab.on_ladder(**settings))
+    status, payload = drain(compare_tab.on_ladder(**settings))
+    assert "ready" in status
+    ladder = json.loads(html.unescape(re.search(r'data-ladder="([^"]*)"', payload).group(1)))
+    picture = drain(compare_tab.on_compare(**settings))[0]
+    assert f'data-key="{ladder["key"]}"' in picture.replace("&#x27;", "'")     # the page matches them by key
+    assert set(ladder["rows"]) == set(GUIDED) and all(set(rows) == {f"{w:g}" for w in svc.LADDER}
+                                                      for rows in ladder["rows"].values())
+    assert 'data-method="cfg" data-w="2"' in ladder["rows"]["cfg"]["2"] and "w = 2 ·" in ladder["rows"]["cfg"]["2"]
     before = service.runs_computed
     for w in svc.LADDER:
         picture, *_ = drain(compare_tab.on_compare(**values(seed=31, weight=w)))
@@ -113,7 +123,7 @@ def test_the_w_ladder_makes_moving_w_instant(service):
     assert service.runs_computed == before                               # not one run sampled
     drain(compare_tab.on_compare(**values(seed=31, weight=2.25)))                  # between ladder values: sampled
     assert service.runs_computed == before + len(METHODS) - 1
-    assert "ready" in drain(compare_tab.on_ladder(**settings)) and service.runs_computed == before + len(METHODS) - 1
+    assert "ready" in drain(compare_tab.on_ladder(**settings))[0] and service.runs_computed == before + len(METHODS) - 1
 
 
 def test_comparison_samples_all_methods_together_as_they_would_alone(service, models):

@@ -4,6 +4,7 @@ Layout, wiring and handlers together. The fields come from form.COMPARE; the han
 """
 from __future__ import annotations
 
+import logging
 import random
 import time
 
@@ -11,14 +12,18 @@ import gradio as gr
 
 from demo.engine.config import GUIDES, LIMITS, SamplerConfig
 from demo.engine.guidance import METHODS
+from demo.engine.validation import shown
 from demo.serving import outputs
 from demo.serving import service as svc
 from demo.serving.compute import on_device
-from demo.ui import form, hints, views
+from demo.serving.settings import one_line
+from demo.ui import form, hints, picture, views
 from demo.ui.common import LATEX, YIELD_EVERY, Runtime, checked_input, follow, number, radio, slider, user_errors
 from demo.ui.form import COMPARE, GUIDED
+from demo.ui.page import TABS, TOY_PREFIX
 from demo.ui.prose import CONVENTION
 
+log = logging.getLogger("guidance_lab")
 LADDER_MAX_COST = 1.5      # the w ladder is sampled for comparisons up to this many default comparisons
 PICK_JS = """element.addEventListener('click', (event) => {
   const cell = event.target.closest('[data-sample]');
@@ -28,7 +33,8 @@ PICK_JS = """element.addEventListener('click', (event) => {
   trigger('click', {sample: Number(cell.dataset.sample)});
 });"""
 OUTDATED_JS = "() => { document.querySelector('#comparison')?.classList.add('gl-outdated'); }"
-CURRENT_JS = "() => { document.querySelector('#comparison')?.classList.remove('gl-outdated'); }"
+CURRENT_JS = ("() => { document.querySelector('#comparison')?.classList.remove('gl-outdated'); "
+              "document.querySelectorAll('.gl-stale').forEach((el) => el.classList.remove('gl-stale')); }")
 
 
 # ---- handlers: checked values in, displayable values out -------------------------------------------------
@@ -45,10 +51,10 @@ def on_compare(progress=gr.Progress(), **values):
     results = live.result
     followed = min(v.follow, base.num_samples - 1)
     warning = hints.beyond_range(weights, base.guide, Runtime.weights_folder)
-    picture = views.comparison_html(results.runs, followed, warning, service.runs_computed)
+    shown_picture = picture.comparison_html(results.runs, followed, warning, service.runs_computed, base)
     status = f"**{views.settings_line(base, weights, short=True)}** · {views.timing(results)}"
     name = f"guidance_lab_class{base.label}_seed{base.seed}.png"
-    yield picture, views.summary(results), status, outputs.save_file(views.comparison_grid(results),
+    yield shown_picture, views.summary(results), status, outputs.save_file(views.comparison_grid(results),
                                                                      Runtime.out_dir, name)
 
 
@@ -62,7 +68,7 @@ def on_ladder(**values):
     size = svc.cost(svc.comparison_requests(base, METHODS, weights)) / svc.REFERENCE_COST
     if size > LADDER_MAX_COST:           # the ladder costs ~15 comparisons: only for default-sized settings
         yield (f"No w ladder for settings this large ({size:.1f}x a default comparison): each w change samples. "
-               f"Fewer samples or steps bring it back.")
+               f"Fewer samples or steps bring it back.", "")
         return
     live = service.sweep_live(base, GUIDED, svc.LADDER, background=True)
     missing = service.missing(svc.sweep_requests(base, GUIDED, svc.LADDER))
@@ -71,11 +77,11 @@ def on_ladder(**values):
         for done, total in live:
             if time.perf_counter() - last > YIELD_EVERY:
                 last = time.perf_counter()
-                yield f"Sampling the w ladder for instant w … step {done} of {total} ({missing} runs)"
+                yield f"Sampling the w ladder for instant w … step {done} of {total} ({missing} runs)", gr.skip()
     else:
         live.run()
     yield ("w ladder ready: moving w to " + ", ".join(f"{w:g}" for w in svc.LADDER) +
-           " shows the result at once; other values are sampled.")
+           " shows the result at once; other values are sampled.", picture.ladder_payload(base, live.result.runs))
 
 
 @on_device
@@ -169,18 +175,25 @@ def controls() -> dict[str, gr.components.Component]:
 
 
 def tab() -> dict[str, gr.components.Component]:
-    """Lay out the Compare tab and wire its events; returns its widgets by name (other tabs share them)."""
-    with gr.Tab("Compare"):
+    """Lay out the Compare tab; returns its widgets by name (the wiring and other tabs use them)."""
+    with gr.Tab(TABS["compare"], id="compare") as w_tab:
+        w = {"tab": w_tab, "link_note": gr.Markdown(elem_id="link-note")}
         with gr.Row(elem_id="compare-row"):
             with gr.Column(scale=0, min_width=300, elem_id="controls"):
-                w = controls()
+                w.update(controls())
             with gr.Column(scale=1, elem_id="results"):
                 w["status"] = gr.Markdown(elem_id="status")
                 w["comparison"] = gr.HTML(elem_id="comparison", js_on_load=PICK_JS, padding=False)
                 w["summary"] = gr.Markdown(elem_id="summary")
-                w["download"] = gr.DownloadButton("Download the comparison (PNG)", size="sm", variant="secondary",
-                                                  elem_id="download")
+                with gr.Row(elem_id="share"):
+                    w["download"] = gr.DownloadButton("Download the comparison (PNG)", size="sm",
+                                                      variant="secondary", elem_id="download", scale=0)
+                    w["copy"] = gr.Button("Copy link to this view", size="sm", variant="secondary",
+                                          elem_id="copy-link", scale=0)
+                    gr.HTML('<span id="copy-note" role="status" aria-live="polite"></span>', padding=False)
         w["follow"] = gr.State(COMPARE["follow"].default)
+        w["trigger"] = gr.Button("Update", elem_id="compare-trigger", elem_classes="gl-hidden")
+        w["ladder_data"] = gr.HTML(elem_id="ladder-data", elem_classes="gl-hidden", padding=False)
         with gr.Accordion("Per-step trajectories of the selected sample (click a digit above)", open=True):
             w["filmstrip"] = gr.HTML(elem_id="filmstrip", padding=False)
             w["gif"] = gr.Image(show_label=False, type="filepath", elem_id="gif", container=False, buttons=[])
@@ -188,43 +201,73 @@ def tab() -> dict[str, gr.components.Component]:
     return w
 
 
-def wire(blocks: gr.Blocks, w: dict) -> None:
-    """The Compare tab's events: Generate (and any change of digit, w or guide) samples every method; then the
-    trajectory of the followed sample and, in the background, the w ladder. Stop cancels all of them."""
+def on_arrive(request: gr.Request):
+    """A link opens its view: every field it sets (others at their defaults), the tab; one line for values that
+    cannot be used."""
+    params = dict(request.query_params) if request is not None else {}
+    values, problems = form.from_link(COMPARE, params)
+    tab = params.get("tab", "compare")
+    if tab not in TABS:
+        problems.append(f"tab must be one of {', '.join(TABS)}; got {shown(tab)}")
+        tab = "compare"
+    known = {*COMPARE.names, "tab", *(TOY_PREFIX + n for n in form.TOY.names)}
+    problems += [f"{shown(k)} is not a setting" for k in params if k not in known]
+    if problems:
+        log.info("link: %s", one_line("; ".join(problems)))
+    note = ("**This link has values the app cannot use; their defaults are shown:** " + "; ".join(problems) + "."
+            ) if problems else ""
+    v = COMPARE.check(values)
+    return [*(getattr(v, name) for name in COMPARE.names), gr.Tabs(selected=tab), note]
+
+
+def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs) -> None:
+    """The Compare tab's events. A link (or the default view) on arrival, Generate, the hidden trigger the page
+    clicks for a w off the ladder, and a change of digit, w mode or guide sample every method; then the page
+    un-greys, the link follows, the trajectory of the followed sample and, in the background, the w ladder.
+    Stop cancels all of them."""
     inputs = {name: w[name] for name in COMPARE.names}
     outputs_ = [w["comparison"], w["summary"], w["status"], w["download"]]
     trajectory_outputs = [w["filmstrip"], w["gif"], w["plots"]]
-    weight_widgets = [w["weight"], *(w[form.weight_name(m)] for m in GUIDED)]
-    changes = [w["label"].change, w["mode"].change, w["guide"].change, *(s.change for s in weight_widgets)]
     sampling = dict(concurrency_limit=None)    # handlers wait on the scheduler, which batches everyone's steps
+    write_link = f"(...values) => {{ GL.writeLink(...values); ({CURRENT_JS})(); }}"
 
     def chain(event, api: bool) -> tuple:
-        """After a comparison: un-grey the picture, then the trajectory and the w ladder (ladder, trajectory)."""
-        event.success(None, js=CURRENT_JS)
-        ladder = event.success(on_ladder, inputs_kwargs=inputs, outputs=w["ladder_status"], show_progress="hidden",
-                               api_visibility="private", **sampling)
+        """After a comparison: un-grey, write the link, then the trajectory and the w ladder."""
+        event.success(None, inputs=list(inputs.values()), js=write_link)
+        ladder = event.success(on_ladder, inputs_kwargs=inputs, outputs=[w["ladder_status"], w["ladder_data"]],
+                               show_progress="hidden", api_visibility="private", **sampling)
         trajectory = event.success(on_trajectory, inputs_kwargs=inputs, outputs=trajectory_outputs,
                                    show_progress="minimal", **({"api_name": "trajectory"} if api else
                                                                {"api_visibility": "private"}), **sampling)
         return ladder, trajectory
 
-    compare = gr.on([blocks.load, w["generate"].click, *changes], on_compare, inputs_kwargs=inputs,
+    arrive = blocks.load(on_arrive, None, [*inputs.values(), tabs, w["link_note"]], api_visibility="private")
+    arrived = arrive.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
+                          show_progress="minimal", **sampling)
+    changes = [w["label"].input, w["mode"].input, w["guide"].input]
+    compare = gr.on([w["generate"].click, w["trigger"].click, *changes], on_compare, inputs_kwargs=inputs,
                     outputs=outputs_, api_name="compare", trigger_mode="always_last", show_progress="minimal",
                     **sampling)
-    ladder, trajectory = chain(compare, api=True)
     dice = w["dice"].click(new_seed, None, w["seed"], api_visibility="private")
     dice_compare = dice.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
                              show_progress="minimal", **sampling)
-    dice_ladder, dice_trajectory = chain(dice_compare, api=False)
-    events = [compare, ladder, trajectory, dice_compare, dice_ladder, dice_trajectory]
-    gr.on([w["generate"].click, w["dice"].click, *changes], None, cancels=[ladder, dice_ladder],
+    events = [arrived, compare, dice_compare]
+    ladders = []
+    for event, api in ((compare, True), (arrived, False), (dice_compare, False)):
+        ladder, trajectory = chain(event, api)
+        ladders.append(ladder)
+        events += [ladder, trajectory]
+    gr.on([w["generate"].click, w["trigger"].click, w["dice"].click, *changes], None, cancels=ladders,
           api_visibility="private")
     pick = w["comparison"].click(on_pick, w["follow"], w["follow"], api_visibility="private")
+    pick.then(None, inputs=[w["follow"]], js="(f) => { GL.setParams({follow: f}); }")
     pick.then(on_trajectory, inputs_kwargs=inputs, outputs=trajectory_outputs, api_visibility="private",
               show_progress="minimal", **sampling)
-    w["mode"].change(on_mode, w["mode"], [w["same_group"], w["own_group"]], api_visibility="private")
+    w["mode"].change(on_mode, w["mode"], [w["same_group"], w["own_group"]], api_visibility="private", queue=False)
     w["guide"].change(on_guide, w["guide"], [w[form.weight_name(m)] for m in GUIDED], api_visibility="private",
                       queue=False)
     for name in ("num_steps", "sampler", "num_samples", "seed", "sigma_lo", "sigma_hi"):
         w[name].input(None, js=OUTDATED_JS)
+    w["copy"].click(None, js="() => { GL.copyLink(); }")
+    w["tab"].select(None, js="() => { GL.setParams({tab: 'compare'}); }")
     w["stop"].click(on_stop, None, w["status"], cancels=events, api_visibility="private")

@@ -99,6 +99,35 @@ class Endpoint:
         return SimpleNamespace(**{f.name: f.check(values.get(f.name, f.default)) for f in self.fields})
 
 
+def from_text(field: Field, text: str):
+    """A value written in a link, typed for `field` where it reads as one (else the text, for check to refuse)."""
+    text = text.strip()
+    if field.kind is bool:
+        return {"true": True, "1": True, "false": False, "0": False}.get(text.lower(), text)
+    if field.kind in (int, float):
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return int(number) if field.kind is int and number.is_integer() else number
+    return text
+
+
+def from_link(endpoint: Endpoint, params: Mapping[str, str], prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+    """The fields a link sets (`prefix` + field name = value), each checked; and one phrase per value that was
+    refused (the field keeps its default). Parameters without the prefix belong to other endpoints."""
+    values, problems = {}, []
+    for key, text in params.items():
+        if not key.startswith(prefix) or key[len(prefix):] not in endpoint.names:
+            continue
+        field = endpoint[key[len(prefix):]]
+        try:
+            values[field.name] = field.check(from_text(field, text))
+        except RequestError as error:
+            problems.append(str(error))
+    return values, problems
+
+
 def weight_name(method: str) -> str:
     """The API name of a guided method's own w: w_cfg, w_autoguidance, ..."""
     return f"w_{method}"

@@ -9,6 +9,7 @@ from demo.serving.compute import on_device
 from demo.ui import form, views
 from demo.ui.common import Runtime, follow, user_errors
 from demo.ui.form import SWEEP
+from demo.ui.page import TABS
 from demo.ui.prose import SWEEP_INTRO
 
 
@@ -22,7 +23,7 @@ def on_sweep(progress=gr.Progress(), **values):
 
 def tab(compare: dict) -> None:
     """Lay out and wire the tab; its inputs are the Compare tab's widgets (`compare`, by field name)."""
-    with gr.Tab("w sweep") as sweep_tab:
+    with gr.Tab(TABS["sweep"], id="sweep") as sweep_tab:
         gr.Markdown(SWEEP_INTRO.format(weights=", ".join(f"{w:g}" for w in svc.SWEEP_WEIGHTS)))
         with gr.Row():
             button = gr.Button("Run the sweep", variant="primary")
@@ -46,3 +47,4 @@ def tab(compare: dict) -> None:
     shown = sweep_tab.select(on_sweep, inputs_kwargs=inputs, outputs=[grid, plot], api_visibility="private",
                              concurrency_limit=None)
     stop.click(None, cancels=[run, shown], api_visibility="private")
+    sweep_tab.select(None, js="() => { GL.setParams({tab: 'sweep'}); }")

@@ -6,7 +6,8 @@ import gradio as gr
 from demo.serving.compute import on_compute_thread
 from demo.toy import lab
 from demo.ui.common import LATEX, checked_input, follow, number, slider, user_errors
-from demo.ui.form import TOY
+from demo.ui.form import TOY, from_link
+from demo.ui.page import TABS, TOY_PREFIX
 from demo.ui.prose import TOY_INTRO
 
 TOY_LAB = lab.ToyLab()
@@ -32,8 +33,17 @@ def on_preset(preset, label):
     return gr.Radio(choices=choices, value=label if label in choices else choices[0])
 
 
+def on_arrive(request: gr.Request):
+    """The lab's fields a link sets (?lab_weight=5); a value it cannot use keeps its default (the Compare tab's
+    link note says so)."""
+    params = dict(request.query_params) if request is not None else {}
+    values, _ = from_link(TOY, params, TOY_PREFIX)
+    v = TOY.check(values)
+    return [on_preset(v.preset, v.label), *(getattr(v, name) for name in TOY.names if name != "label")]
+
+
 def tab(blocks: gr.Blocks) -> None:
-    with gr.Tab("2-D exact lab"):
+    with gr.Tab(TABS["lab"], id="lab") as lab_tab:
         gr.Markdown(TOY_INTRO, latex_delimiters=LATEX)
         w = {}
         with gr.Row():
@@ -58,8 +68,14 @@ def tab(blocks: gr.Blocks) -> None:
                 plot = gr.Plot(show_label=False, elem_id="toy-plot")
                 table = gr.Markdown()
     inputs = {name: w[name] for name in TOY.names}
-    run = gr.on([blocks.load, button.click, w["weight"].release, w["label"].input, w["show_field"].change,
+    arrive = blocks.load(on_arrive, None, [w["label"], *(w[n] for n in TOY.names if n != "label")],
+                         api_visibility="private")
+    arrived = arrive.then(on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_visibility="private")
+    run = gr.on([button.click, w["weight"].release, w["label"].input, w["show_field"].input,
                  w["field_step"].release], on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_name="toy")
+    write = ", ".join(f"{TOY_PREFIX}{n}: v[{i}]" for i, n in enumerate(TOY.names))
+    run.success(None, inputs=list(inputs.values()), js=f"(...v) => {{ GL.setParams({{{write}}}); }}")
+    lab_tab.select(None, js="() => { GL.setParams({tab: 'lab'}); }")
     preset_event = w["preset"].change(on_preset, [w["preset"], w["label"]], w["label"], api_visibility="private")
     redraw = preset_event.then(on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_visibility="private")
-    stop.click(None, cancels=[run, redraw], api_visibility="private")
+    stop.click(None, cancels=[arrived, run, redraw], api_visibility="private")

@@ -1,6 +1,6 @@
-"""Everything the app shows, drawn from finished runs: the comparison (HTML: crisp digits and real text at any
-screen size, clickable), the trajectory views, the sweep, the summary table and the stored evaluation.
-No sampling and no torch here: runs carry their pixels.
+"""What the app shows besides the comparison picture (picture.py), drawn from finished runs: the trajectory
+views, the sweep, the summary table, the settings line and the stored evaluation. No sampling and no torch
+here: runs carry their pixels.
 """
 from __future__ import annotations
 
@@ -18,9 +18,6 @@ from demo.serving.service import FinishedRun, Results
 from demo.ui import render
 
 FILMSTRIP_COLUMNS = 10
-COLUMNS = 8                      # digits per row of the comparison; more samples wrap onto further rows
-VERDICT = {"correct": ("✓", "right class"), "wrong": ("✗", "another class"),
-           "unrealistic": ("?", "unrealistic: far from every real digit, whatever the classifier says")}
 
 
 def title(method: str) -> str:
@@ -45,46 +42,6 @@ def settings_line(base: Request, weights: dict[str, float] | None = None, short:
         "w per method" if short else "w = " + ", ".join(f"{short_title(m)} {w:g}" for m, w in weights.items())
     return (f"{CLASS_NAMES[base.label]}, {w}, seed {base.seed}, {base.num_samples} samples, "
             f"{base.sampler.num_steps} {base.sampler.sampler} steps{interval}")
-
-
-def method_label(method: str, run: FinishedRun) -> str:
-    w = "" if method == "unguided" else f"w = {run.request.weight:g} · "
-    return (f'<span class="gl-name">{html.escape(short_title(method))}</span>'
-            f'<span class="gl-meta">{w}{run.accuracy():.0%} correct</span>')
-
-
-def digit_cell(run: FinishedRun, k: int, selected: int | None) -> str:
-    verdict = run.verdicts()[k]
-    mark, meaning = VERDICT[verdict]
-    predicted = int(run.probs[k].argmax())
-    tip = (f"sample {k + 1}: the evaluation classifier reads {predicted} "
-           f"({float(run.probs[k].max()):.0%}); {meaning}. Click to follow its trajectory.")
-    classes = f"gl-cell gl-{verdict}" + (" gl-selected" if k == selected else "")
-    return (f'<button class="{classes}" data-sample="{k}" title="{html.escape(tip)}">'
-            f'<img src="{render.data_uri(run.pixels[k])}" alt="sample {k + 1}, read as {predicted}">'
-            f'<span class="gl-verdict">{mark} {predicted}</span></button>')
-
-
-def comparison_html(runs: dict[str, FinishedRun], selected: int | None = None, note: str = "",
-                    runs_computed: int | None = None) -> str:
-    """Rows are methods, columns are samples with the same seed and noise: compare down a column."""
-    first = next(iter(runs.values()))
-    n = len(first.pixels)
-    columns = min(n, COLUMNS)
-    head = "".join(f'<span class="gl-col">{k + 1}</span>' for k in range(columns))
-    rows = []
-    for method, run in runs.items():
-        cells = "".join(digit_cell(run, k, selected) for k in range(n))
-        rows.append(f'<div class="gl-row" style="--gl-colour: {GUIDANCE[method].colour}">'
-                    f'<div class="gl-label">{method_label(method, run)}</div>'
-                    f'<div class="gl-cells" style="--gl-columns: {columns}">{cells}</div></div>')
-    counter = "" if runs_computed is None else f' data-runs-computed="{runs_computed}"'
-    tile_rows = len(runs) * -(-n // columns)             # the CSS keeps this many rows of digits on one screen
-    return (f'<div class="gl-comparison"{counter} data-samples="{n}" style="--gl-rows: {tile_rows}">'
-            f'<div class="gl-row gl-head"><div class="gl-label"><span class="gl-meta">sample →</span></div>'
-            f'<div class="gl-cells" style="--gl-columns: {columns}">{head}</div></div>{"".join(rows)}'
-            f'<div class="gl-legend">✓ right class · ✗ another class · ? unrealistic (far from every real '
-            f'digit) — read by a separate evaluation classifier. {html.escape(note)}</div></div>')
 
 
 def filmstrip_html(runs: dict[str, FinishedRun], index: int, columns: int = FILMSTRIP_COLUMNS) -> str:

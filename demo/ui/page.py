@@ -1,0 +1,20 @@
+"""The page around the tabs: its head (the page-side script, assets/lab.js, with the facts it needs from the
+contract) and the tabs' ids, which links name (?tab=sweep)."""
+from __future__ import annotations
+
+import json
+
+from demo.engine.config import ASSETS_DIR
+from demo.ui.form import COMPARE, GUIDED, TOY
+
+TABS = {"compare": "Compare", "sweep": "w sweep", "lab": "2-D exact lab", "how": "How it works"}
+TOY_PREFIX = "lab_"                       # the 2-D lab's fields in a link: ?tab=lab&lab_weight=5
+SETTLE_MS = 1200                          # after scrubbing w on the ladder, the server refreshes summary and trajectory
+
+
+def head() -> str:
+    config = {"fields": list(COMPARE.names), "guided": list(GUIDED), "settleMs": SETTLE_MS,
+              "defaults": {**COMPARE.defaults(), "tab": "compare",
+                           **{TOY_PREFIX + k: v for k, v in TOY.defaults().items()}}}
+    script = (ASSETS_DIR / "lab.js").read_text()
+    return f"<script>window.GL_CONFIG = {json.dumps(config)};</script>\n<script>{script}</script>"
