@@ -9,7 +9,8 @@
   function format(value) {
     return typeof value === "number" ? String(+value.toPrecision(6)) : String(value);
   }
-  GL.setParams = function (values) {
+  GL.setParams = function (values) {              // ignored until the link that opened the page has been read
+    if (!GL.ready) return;
     const url = new URL(window.location.href);
     for (const [name, value] of Object.entries(values)) {
       if (value === null || value === undefined) continue;

@@ -110,3 +110,51 @@ def test_browser_ladder_w_change_samples_nothing_and_a_click_follows_a_digit(ser
                            timeout=60_000)
     assert page.locator('#comparison .gl-cell.gl-selected[data-sample="5"]').count() >= 1
     page.close()
+
+
+def test_a_link_restores_its_comparison_on_arrival(server, browser):
+    """digit 7, CFG at w = 5, seed 12, following sample 3, ancestral sampler: the state, the picture and the
+    trajectory panel, as the link says; a bad value is one line and keeps its default."""
+    link = f"{server}/?label=7&w_cfg=5&seed=12&follow=2&num_samples=4&num_steps=6&sampler=ancestral&sigma_hi=40"
+    page = browser.new_page(viewport={"width": 1024, "height": 768})
+    page.goto(link, wait_until="domcontentloaded")
+    page.locator("#comparison .gl-cell img").first.wait_for(timeout=120_000)
+    assert page.locator("#digit input:checked").get_attribute("value") == "7"
+    assert page.locator("#weight-cfg input[type=number]").input_value() == "5"
+    assert page.locator("#comparison .gl-row[data-method='cfg']").get_attribute("data-w") == "5"
+    key = page.locator("#comparison .gl-comparison").get_attribute("data-key")
+    assert key.startswith("7|12|4|6|ancestral|0|40|")                       # label, seed, samples, steps, ...
+    assert page.locator('#comparison .gl-cell.gl-selected[data-sample="2"]').count() == 6   # followed, each row
+    page.locator("#filmstrip .gl-frame img").first.wait_for(timeout=120_000)
+    assert "sample 1, Classifier-free guidance, w = 5: read as" in page.locator(
+        "#comparison .gl-row[data-method='cfg'] .gl-cell img").first.get_attribute("alt")
+    assert "label=7" in page.url and "w_cfg=5" in page.url and "follow=2" in page.url
+    assert page.locator("#link-note").inner_text().strip() == ""
+    page.goto(f"{server}/?seed=abc&tab=nowhere&colour=red", wait_until="domcontentloaded")
+    page.locator("#comparison .gl-cell img").first.wait_for(timeout=120_000)
+    note = page.locator("#link-note").inner_text()
+    assert "Seed (seed) must be a number, got 'abc'" in note and "tab must be one of" in note
+    assert "'colour' is not a setting" in note and "\n" not in note.strip()
+    page.close()
+
+
+def test_the_ladder_answers_a_w_change_in_the_page_without_a_request(server, browser):
+    page = open_page(browser, server, SIZES["projector"])
+    page.locator("#ladder-status").get_by_text("ready").wait_for(timeout=300_000)
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    times = []
+    for w in ("1.5", "3", "0.5", "2.5"):
+        ms = page.evaluate("""(w) => new Promise((done) => {
+            const box = document.querySelector('#weight-cfg input[type=number]');
+            const start = performance.now();
+            box.value = w; box.dispatchEvent(new Event('input', {bubbles: true}));
+            const row = () => document.querySelector("#comparison .gl-row[data-method='cfg']");
+            const check = () => row().dataset.w === w ? done(performance.now() - start) : requestAnimationFrame(check);
+            check(); })""", w)
+        times.append(ms)
+        assert f"w = {w} ·" in page.locator("#comparison .gl-row[data-method='cfg'] .gl-meta").inner_text()
+    assert not [u for u in requests if "/gradio_api/" in u]                 # no request while scrubbing
+    assert sorted(times)[len(times) // 2] <= 50                            # median, input to picture (ms)
+    assert "w_cfg=2.5" in page.url
+    page.close()

@@ -242,6 +242,7 @@ def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs) -> None:
         return ladder, trajectory
 
     arrive = blocks.load(on_arrive, None, [*inputs.values(), tabs, w["link_note"]], api_visibility="private")
+    arrive.then(None, js="() => { GL.ready = true; }")
     arrived = arrive.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
                           show_progress="minimal", **sampling)
     changes = [w["label"].input, w["mode"].input, w["guide"].input]
