@@ -74,3 +74,15 @@ def test_a_ladder_samples_in_slices_within_the_budget_counted_per_visitor(models
 
 def test_a_refusal_shows_enough_digits_to_see_the_excess():
     assert svc.shown_times(8.03) == "8.03x" and svc.shown_times(8.001) == "8.01x" and svc.shown_times(8.0) == "8.00x"
+
+
+def test_ladders_of_unnamed_visitors_are_each_their_own_account(models):
+    service = svc.Service(models, budget=2.5 * UNIT)
+    ladders = [iter(service.sweep_live(replace(BASE, seed=s), ["cfg"], (1.0, 2.0), background=True)) for s in (4, 5)]
+    for ladder in ladders:
+        next(ladder)
+    assert len(service.background) == 2 and all(0 < held <= service.budget for held in service.background.values())
+    for ladder in ladders:
+        for _ in ladder:
+            pass
+    assert not service.background

@@ -109,7 +109,7 @@ class Service:
         self.lock = threading.Lock()
         self.runs_computed = 0
         self.sampling = 0                              # interactive requests sampling now
-        self.background: dict[str | None, float] = {}  # visitor -> cost of their background work in flight
+        self.background: dict[object, float] = {}      # visitor -> cost of their background work in flight
         compute.device(self.sample_batch)              # ZeroGPU: decorated now, before the server launches
 
     def cached(self, request: Request) -> FinishedRun | None:
@@ -140,8 +140,9 @@ class Service:
     def admitted(self, keys: Sequence[Request], background: bool, visitor: str | None):
         """Hold a place for sampling `keys`, or RequestError at once: interactive work while fewer than
         max_in_flight requests sample; background work while the visitor's background in flight fits the budget
-        (and fewer than max_in_flight visitors have some)."""
+        (and fewer than max_in_flight visitors have some). No visitor named: an account of its own."""
         times = times_default(keys) if background else 0.0
+        visitor = object() if visitor is None else visitor
         with self.lock:
             if background:
                 held = self.background.get(visitor)
