@@ -11,7 +11,7 @@ import demo.serving.scheduler
 from demo.engine.config import SamplerConfig
 from demo.engine.pipeline import Request
 from demo.serving import service as svc
-from demo.serving.scheduler import BACKGROUND, INTERACTIVE, Scheduler, rows
+from demo.serving.scheduler import BACKGROUND, INTERACTIVE, Scheduler
 
 BASE = Request(label=3, method="cfg", weight=2.0, num_samples=3, seed=0, sampler=SamplerConfig(num_steps=6))
 
@@ -90,7 +90,7 @@ def test_interactive_work_goes_first_and_a_step_stays_within_the_row_cap(models)
     assert [f.key for f in scheduler.choose()] == ladder[:2]       # 2 x 3 samples x 2 evaluations <= 15
     visitor = scheduler.submit([replace(BASE, seed=s) for s in range(5)])
     chosen = scheduler.choose()
-    assert all(f.priority()[0] == INTERACTIVE for f in chosen) and sum(rows(f.key) for f in chosen) <= 15
+    assert all(f.priority()[0] == INTERACTIVE for f in chosen) and sum(f.key.rows for f in chosen) <= 15
     assert len(chosen) == 2 and visitor.priority == INTERACTIVE != BACKGROUND
     huge = Scheduler(models, max_rows=4)
     huge.submit([BASE])

@@ -54,11 +54,6 @@ INTERACTIVE, BACKGROUND = 0, 1
 log = logging.getLogger("guidance_lab")
 
 
-def rows(request: Request) -> int:
-    """Denoiser rows a request adds to a step (Request.rows: samples x network evaluations per step)."""
-    return request.rows
-
-
 class Ticket:
     """One caller's requests in the scheduler (keys: requests as the cache knows them)."""
 
