@@ -192,7 +192,7 @@ class Service:
     def _sample(self, keys: list[Request], background: bool, poll: float) -> Progress[dict[Request, FinishedRun]]:
         device = self.compute.device(self.sample_batch)
         if device is not None:
-            total = sum(key.sampler.num_steps + 1 for key in keys)
+            total = sum(_steps(key) for key in keys)
             yield 0, total
             runs = dict(zip(keys, device(keys)))
             for key, run in runs.items():
@@ -225,7 +225,8 @@ class Service:
         """The w ladder: its missing runs in slices that each fit the budget, one slice at a time (each admitted
         against the visitor's background work)."""
         self.check(requests)
-        runs = {key: run for key in dict.fromkeys(cache_key(r) for r in requests) if (run := self.cached(key))}
+        runs = {key: run for key in dict.fromkeys(cache_key(r) for r in requests)
+                if (run := self.cached(key)) is not None}
         missing = [key for key in dict.fromkeys(cache_key(r) for r in requests) if key not in runs]
         total, done, fresh = sum(_steps(k) for k in missing), 0, frozenset()
         for group in slices(missing, self.budget, "w ladder"):
