@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from demo.engine.config import SamplerConfig
+from demo.engine.config import LIMITS, SamplerConfig
 from demo.engine.pipeline import Request, generate, generate_final
 from demo.science.data import load_mnist
 from demo.science.evaluate import (
@@ -55,6 +55,6 @@ def test_extreme_step_counts_give_finite_images(models, num_steps, sampler):
 
 @pytest.mark.parametrize("method", ["classifier", "cfg", "gfcg", "autoguidance"])
 def test_maximum_weight_never_produces_nan(models, method):
-    request = Request(label=8, method=method, weight=20.0, num_samples=2, seed=0, sampler=SamplerConfig(num_steps=8))
+    request = Request(label=8, method=method, weight=LIMITS.max_weight, num_samples=2, seed=0, sampler=SamplerConfig(num_steps=8))
     steps = list(generate(models, request))
     assert all(torch.isfinite(s.x).all() and torch.isfinite(s.denoised).all() for s in steps)

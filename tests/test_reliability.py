@@ -26,7 +26,7 @@ from demo.engine.pipeline import Request, RequestError
     ({"label": "3"}, "class must be a number"),
     ({"label": True}, "class must be a number"),
     ({"method": "dpm"}, "unknown method"),
-    ({"weight": -1e-9}, "w must be between 0 and 20"),
+    ({"weight": -1e-9}, "w must be between 0 and 10"),
     ({"weight": math.nan}, "w must be finite"),
     ({"weight": math.inf}, "w must be finite"),
     ({"weight": None}, "w must be a number"),
@@ -49,7 +49,7 @@ def test_engine_rejects_every_bad_request(kwargs, message):
 
 def test_engine_accepts_the_edges():
     Request(label=0, weight=0.0, num_samples=1, seed=0, sampler=SamplerConfig(num_steps=1))
-    Request(label=9, weight=20.0, num_samples=64, seed=2**31 - 1, sampler=SamplerConfig(num_steps=1000),
+    Request(label=9, weight=10.0, num_samples=64, seed=2**31 - 1, sampler=SamplerConfig(num_steps=1000),
             interval=Interval(0.0, math.inf))
     assert Request(label=np.int64(4), weight=np.float32(1.5)).label == 4
 

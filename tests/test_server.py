@@ -31,9 +31,7 @@ from demo.engine.config import GUIDES
 from demo.engine.validation import RequestError
 from demo.serving import addresses, guard, server
 from demo.serving import outputs as files
-from demo.serving import service as svc
 from demo.serving import weights_source as hub
-from demo.serving.compute import COMPUTE
 from demo.serving.settings import Settings, StartupError, parse_settings
 from demo.tools import publish
 
@@ -173,31 +171,6 @@ def test_zerogpu_is_detected_only_on_a_zerogpu_space(monkeypatch):
     assert server.zerogpu({"SPACES_ZERO_GPU": "true"}) is None               # not a Space
     monkeypatch.setitem(sys.modules, "spaces", None)                         # not installed
     assert server.zerogpu({"SPACE_ID": "o/n", "SPACES_ZERO_GPU": "true"}) is None
-
-
-def test_on_zerogpu_sampling_runs_inside_the_decorated_call(models, monkeypatch):
-    spaces = stub_spaces()
-    monkeypatch.setitem(sys.modules, "spaces", spaces)
-    monkeypatch.setattr(COMPUTE, "device_call", None)                      # restored afterwards
-    monkeypatch.setattr(COMPUTE, "device_handlers", {})
-    monkeypatch.setattr(app, "SERVICE", svc.Service(models))
-    server.use_zerogpu(server.zerogpu({"SPACE_ID": "o/n", "SPACES_ZERO_GPU": "true"}))
-    assert {fn.__name__ for fn in spaces.wrapped} == {"on_compare", "on_ladder", "on_trajectory", "on_sweep"}
-    assert len(spaces.wrapped) == 4                                      # each decorated once, before launch
-    seen = []                                                            # every denoiser call: where, inside?
-    hook = models.net.register_forward_pre_hook(lambda *_: seen.append((threading.current_thread(), spaces.inside)))
-    try:
-        for _ in app.on_compare(*values(seed=123, num_steps=4, num_samples=2)):
-            pass
-    finally:
-        hook.remove()
-    assert ("on_compare", threading.current_thread()) in spaces.calls
-    assert seen and all(thread is threading.current_thread() and inside == 1 for thread, inside in seen)
-    assert COMPUTE.call(threading.current_thread) is threading.current_thread()    # no compute thread
-    with pytest.raises(gr.Error, match="class must be between 0 and 9") as error:   # re-raised untraced
-        for _ in app.on_compare(*values(label=10)):
-            pass
-    assert error.value.print_exception is False
 
 
 # ---- requests refused before Gradio sees them ----------------------------------------------------------------------

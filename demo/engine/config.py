@@ -19,6 +19,9 @@ NULL_LABEL = NUM_CLASSES            # extra "no class" token of the denoiser, us
 IMAGE_SHAPE = (1, 28, 28)           # (C, H, W) of one digit
 CLASS_NAMES = tuple(f"digit {k}" for k in range(NUM_CLASSES))
 SIGMA_DATA = 0.5                    # std of the data in [-1, 1] pixel units (EDM, Karras et al. 2022)
+SIGMA_MIN, SIGMA_MAX = 0.002, 80.0  # the noise levels sampled (EDM's range): every schedule, limit and text reads these
+BUDGET = 8.0                        # what one request may cost, in default comparisons (or default 2-D runs);
+                                    # operators change it with --budget
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,8 @@ class SamplerConfig:
     """Noise levels and solver; Karras et al. (2022) Eq. 5 discretisation of [sigma_min, sigma_max]."""
     num_steps: int = 32                # denoiser evaluations per sample without guidance (1..1000)
     sampler: str = "ddim"              # "ddim" (deterministic, Euler on the PF-ODE) or "ancestral"
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
+    sigma_min: float = SIGMA_MIN
+    sigma_max: float = SIGMA_MAX
     rho: float = 7.0
     clip_denoised: bool = True         # clamp the guided x0 estimate to the data range [-1, 1]
 
@@ -69,7 +72,7 @@ class Limits:
     max_steps: int = 1000
     max_samples: int = 64
     max_seed: int = 2**31 - 1
-    sigma_max: float = 80.0
+    sigma_max: float = SIGMA_MAX
     max_toy_points: int = 5000            # the 2-D lab
 
 

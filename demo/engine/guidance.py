@@ -58,7 +58,7 @@ from demo.engine.batching import (
     evaluate_together,
     target_probability,
 )
-from demo.engine.config import NULL_LABEL, Interval, SamplerConfig
+from demo.engine.config import NULL_LABEL, SIGMA_MIN, Interval, SamplerConfig
 from demo.engine.noise import karras_sigmas
 from demo.engine.samplers import Prediction
 
@@ -156,7 +156,7 @@ class ClassifierFree(Guidance, key="cfg"):
         return cond, cond - uncond
 
 
-SIGMA_READ_X0 = 0.002          # GFCG reads="x0": the noise level the classifier is told (SamplerConfig().sigma_min)
+SIGMA_READ_X0 = SIGMA_MIN      # GFCG reads="x0": the noise level the classifier is told (the schedule's lowest)
 GFCG_OPTIONS: dict[str, tuple[str, ...]] = {      # GFCG's open choices; the first value of each is the default
     "reads": ("x_t", "x0"),
     "reference": ("confused", "null"),

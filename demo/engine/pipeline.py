@@ -38,7 +38,7 @@ from demo.engine.config import (
     Interval,
     SamplerConfig,
 )
-from demo.engine.guidance import GUIDANCE, Guidance, make_guidance, nfe_per_sample
+from demo.engine.guidance import GUIDANCE, Guidance, make_guidance, nfe_per_sample, uses_guide
 from demo.engine.metrics import Realism
 from demo.engine.noise import NoiseSource, karras_sigmas
 from demo.engine.samplers import (
@@ -91,6 +91,15 @@ class Models:
     def guidance_models(self, guide: str | None = None) -> dict[str, nn.Module]:
         return {"weak_net": self.guide(guide), "classifier": self.classifier}
 
+    def for_request(self, request: Request) -> dict[str, nn.Module]:
+        """The networks a request's method may need (its guide only if the method reads one)."""
+        return self.guidance_models(request.guide if uses_guide(request.method) else None)
+
+    def check(self, request: Request) -> None:
+        """RequestError now, before anything is sampled, if these weights cannot sample `request`: Request
+        checks the guide against config.GUIDES, this against the guides the loaded folder holds."""
+        self.for_request(request)
+
 
 @dataclass(frozen=True)
 class Request:
@@ -129,6 +138,11 @@ class Request:
         fix("interval", Interval() if everything else Interval(lo, float(hi)))
 
     @property
+    def rows(self) -> int:
+        """Denoiser rows this run adds to one batched step: samples x evaluations per step with guidance on."""
+        return self.num_samples * GUIDANCE[self.method].nfe_per_step
+
+    @property
     def nfe(self) -> int:
         """Denoiser evaluations per sample (guidance.nfe_per_sample)."""
         return nfe_per_sample(self.method, self.weight, self.interval, self.sampler)
@@ -157,8 +171,7 @@ class Run:
     @classmethod
     def of(cls, models: Models, request: Request) -> Run:
         """The run of one validated request."""
-        guidance = make_guidance(request.method, request.weight, request.interval,
-                                 **models.guidance_models(request.guide))
+        guidance = make_guidance(request.method, request.weight, request.interval, **models.for_request(request))
         labels = torch.full((request.num_samples,), request.label, dtype=torch.long)
         return cls(models, RunSpec(guidance, labels, request.seed), request.sampler)
 
@@ -221,7 +234,7 @@ def generate_together(models: Models, requests: Sequence[Request], record: bool 
         return iter(())
     if any(r.sampler != requests[0].sampler for r in requests):
         raise RequestError("requests sampled together must share the sampler settings (steps, sampler)")
-    runs = [RunSpec(make_guidance(r.method, r.weight, r.interval, **models.guidance_models(r.guide)),
+    runs = [RunSpec(make_guidance(r.method, r.weight, r.interval, **models.for_request(r)),
                       torch.full((r.num_samples,), r.label, dtype=torch.long), r.seed) for r in requests]
     sizes = [r.num_samples for r in requests]
     return (split(step, sizes) for step in sample_runs(models, runs, requests[0].sampler, record, no_autograd))

@@ -94,22 +94,26 @@ class Recorder:
                                 pixels.to_uint8(step.denoised)))
 
 
-def step_together(models: Models, recorders: Sequence[Recorder]) -> None:
-    """One sampling step of every recorder (batched across all of them, whatever their noise levels)."""
-    for recorder, step in zip(recorders, advance_together(models, [r.run for r in recorders])):
+def step_together(models: Models, recorders: Sequence[Recorder]) -> list:
+    """One sampling step of every recorder (batched across all of them, whatever their noise levels); the
+    Steps recorded."""
+    steps = advance_together(models, [r.run for r in recorders])
+    for recorder, step in zip(recorders, steps):
         recorder.record(step)
+    return steps
 
 
 def finish(models: Models, recorders: Sequence[Recorder]) -> list[FinishedRun]:
     """Finished recorders -> MethodRuns: final samples, evaluation-classifier verdicts and realism, in one
-    batch for all of them."""
+    batch for all of them. Nothing is recorded until every network call succeeded (a failed batch can be
+    finished again, run by run)."""
     finals = finish_together(models, [r.run for r in recorders])
-    for recorder, step in zip(recorders, finals):
-        recorder.record(step)
     samples = [step.x.cpu() for step in finals]
     probs, features = evaluate_images(models.eval_classifier, torch.cat(samples))
     realism = models.realism.distance_ratio(features).float()
     probs, features, realism = (t.split([len(x) for x in samples]) for t in (probs, features, realism))
+    for recorder, step in zip(recorders, finals):
+        recorder.record(step)
     now = time.perf_counter()
     runs = []
     for r, x, pr, ft, re in zip(recorders, samples, probs, features, realism):

@@ -15,11 +15,21 @@ evaluates rows at different noise levels in one call).
     ticket.runs                                  # key -> FinishedRun
 
 Who computes: there is no scheduler thread. A caller waiting on a ticket takes the step lock if it is free and
-runs one step on the compute thread (demo/compute.py) for everyone; the others wait for its notification.
-Which runs a step takes: interactive tickets before background ones (the w ladder fills in only while nobody
-waits for a result), first come first served, up to `max_rows` denoiser rows (measured in the bench: larger
-batches barely raise throughput and delay the first results). Cancelling a ticket drops the runs that no
-other ticket waits for; the others go on.
+runs one step on the compute thread (demo/serving/compute.py) for everyone; the others wait for its notification.
+
+Which runs a step takes (`choose`): interactive tickets before background ones (the w ladder fills in only while
+nobody waits for a result); among those, the smallest ticket first (denoiser rows per step of what it asked
+for), then the earliest; each ticket adds its runs that still fit in `max_rows` (a run that does not fit is
+skipped, not a stop), and a step holds at least one run. So a ticket is stepped whole at every step as long as
+it and the tickets ahead of it (no larger, or as large and earlier) fit in max_rows: a comparison submitted
+after a sweep larger than it never waits for that sweep, and a class of equal comparisons is served first come
+first served (the earliest finish first, rather than all at the end). `max_rows` was measured in the bench:
+larger batches barely raise throughput and delay the first results.
+
+Cancelling a ticket drops the runs that no other ticket waits for; the others go on. A job's result is
+delivered to the tickets waiting under its key at the time it finishes, so a ticket that resubmitted a key
+cancelled mid-step gets the run that step finished. A fault is isolated per job: when a batched step fails,
+each of its jobs is stepped alone, and only the tickets of the jobs that still fail get the error.
 """
 from __future__ import annotations
 
@@ -29,7 +39,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from demo.engine.guidance import GUIDANCE
 from demo.engine.pipeline import Models, Request
 from demo.serving.compute import COMPUTE, ComputeThread
 from demo.serving.recording import (
@@ -45,20 +54,21 @@ INTERACTIVE, BACKGROUND = 0, 1
 log = logging.getLogger("guidance_lab")
 
 
-def rows(request: Request) -> int:
-    """Denoiser rows a request adds to a step: samples x network evaluations per step."""
-    return request.num_samples * GUIDANCE[request.method].nfe_per_step
-
-
 class Ticket:
     """One caller's requests in the scheduler (keys: requests as the cache knows them)."""
 
     def __init__(self, scheduler: Scheduler, keys: Sequence[Request], priority: int, seq: int):
         self.scheduler, self.keys, self.priority, self.seq = scheduler, list(dict.fromkeys(keys)), priority, seq
+        self.rows = sum(key.rows for key in self.keys)     # its size, fixed at submission: the order of service
         self.batch = next(BATCH_IDS)              # runs sampled for this ticket carry this id
         self.runs: dict[Request, FinishedRun] = {}
         self.error: BaseException | None = None
         self.cancelled = False
+
+    @property
+    def order(self) -> tuple[int, int, int]:
+        """Served before tickets with a larger order: interactive first, then the smaller, then the earlier."""
+        return self.priority, self.rows, self.seq
 
     @property
     def finished(self) -> bool:
@@ -84,8 +94,9 @@ class Job:
     tickets: set[Ticket] = field(default_factory=set)
     recorder: Recorder | None = None       # made on the compute thread when the run is first stepped
 
-    def priority(self) -> tuple[int, int]:
-        return min((t.priority, t.seq) for t in self.tickets)
+    def priority(self) -> tuple[int, int, int]:
+        """The order of the first ticket that waits for it (Ticket.order)."""
+        return min(t.order for t in self.tickets)
 
 
 class Scheduler:
@@ -147,49 +158,81 @@ class Scheduler:
                     self.state.wait(timeout)
 
     def choose(self) -> list[Job]:
-        """The jobs of the next step: interactive before background, first come first served, up to
-        max_rows rows (at least one job)."""
+        """The jobs of the next step (the module docstring says why): interactive before background, then by
+        their first ticket's order; every job that still fits in max_rows (at least one)."""
         jobs = sorted(self.jobs.values(), key=Job.priority)
         if jobs and jobs[0].priority()[0] == INTERACTIVE:
-            jobs = [f for f in jobs if f.priority()[0] == INTERACTIVE]
+            jobs = [j for j in jobs if j.priority()[0] == INTERACTIVE]
         chosen, used = [], 0
         for job in jobs:
-            size = rows(job.key)
+            size = job.key.rows
             if chosen and used + size > self.max_rows:
-                break
+                continue                            # skip it: a smaller job further on may still fit
             chosen.append(job)
             used += size
         return chosen
 
     def step(self) -> None:
-        """One step of the chosen runs (on the compute thread); finished runs go to their tickets."""
+        """One step of the chosen runs (on the compute thread); finished runs go to their tickets, and a fault
+        only to the tickets of the job that raised it."""
         with self.state:
             chosen = self.choose()
         if not chosen:
             return
-        try:
-            for job in chosen:
-                if job.recorder is None:
+        failed: dict[Job, BaseException] = {}
+        for job in chosen:
+            if job.recorder is None:
+                try:
                     job.recorder = Recorder(self.models, job.key, job.batch)
-            stepping = [f.recorder for f in chosen if not f.recorder.done]
-            if stepping:
-                step_together(self.models, stepping)
-            done = [f for f in chosen if f.recorder.done]
-            runs = finish(self.models, [f.recorder for f in done]) if done else []
-        except Exception as error:                 # a real fault: its traceback, once, and every waiter told
-            log.exception("sampling failed")
-            with self.state:
-                for job in chosen:
-                    self.jobs.pop(job.key, None)
-                    for ticket in job.tickets:
-                        ticket.error = error
-                self.state.notify_all()
-            return
+                except Exception as error:
+                    failed[job] = error
+        ready = [j for j in chosen if j not in failed]
+        _isolated([j for j in ready if not j.recorder.done],
+                  lambda jobs: step_together(self.models, [j.recorder for j in jobs]), failed)
+        runs = _isolated([j for j in ready if j not in failed and j.recorder.done],
+                         lambda jobs: finish(self.models, [j.recorder for j in jobs]), failed)
         with self.state:
             self.steps_run += 1
-            for job, run in zip(done, runs):
-                self.jobs.pop(job.key, None)
+            for job, error in failed.items():      # a real fault: its traceback, once, and its waiters told
+                log.error("sampling %s failed", job.key, exc_info=error)
+                for ticket in self._remove(job, adopt=False):
+                    ticket.error = error
+            for job, run in runs.items():
                 self.on_finished(job.key, run)
-                for ticket in job.tickets:
+                for ticket in self._remove(job, adopt=True):
                     ticket.runs[job.key] = run
             self.state.notify_all()
+
+    def _remove(self, job: Job, adopt: bool) -> set[Ticket]:
+        """Take an ended job out; the tickets to tell. Cancelled mid-step and resubmitted, its key may hold a
+        newer job: that one stays, unless `adopt` (the run finished): then its tickets take this run."""
+        current = self.jobs.get(job.key)
+        if current is not job and not (adopt and current is not None):
+            return job.tickets
+        del self.jobs[job.key]
+        return job.tickets | current.tickets
+
+
+def _isolated(jobs: list[Job], work: Callable[[list[Job]], list], failed: dict[Job, BaseException]) -> dict:
+    """work(jobs) in one batch -> {job: result}. If the batch fails, each job is tried alone (a job the failed
+    batch already moved on is not: its record is incomplete); the jobs that fail go to `failed`."""
+    if not jobs:
+        return {}
+    before = [j.recorder.steps_done for j in jobs]
+    try:
+        return dict(zip(jobs, work(jobs)))
+    except Exception as error:
+        fault = error
+    if len(jobs) == 1:
+        failed[jobs[0]] = fault
+        return {}
+    results = {}
+    for job, steps in zip(jobs, before):
+        if job.recorder.steps_done != steps:
+            failed[job] = fault
+            continue
+        try:
+            results[job] = work([job])[0]
+        except Exception as own:
+            failed[job] = own
+    return results

@@ -1,18 +1,30 @@
 """The service behind the app: comparisons and sweeps of requests, answered from an LRU cache of finished runs
-where possible and otherwise sampled by the scheduler, batched with every other visitor's; the per-request
-budget. The UI (demo/ui) turns widget values into requests (form.py) and draws the results (views.py).
+where possible and otherwise sampled by the scheduler, batched with every other visitor's. The UI (demo/ui)
+turns widget values into requests (form.py) and draws the results.
+
+Before anything is sampled, a request is checked (its guide must be in the loaded weights), costed against
+the budget, and admitted: at most `max_in_flight` interactive requests sample at once (the next one is told at
+once that the class is full), and background work (the w ladder) is counted against the visitor who asked for
+it, sampled in slices that each fit the budget. Requests answered from the cache pass without any of this.
+
+Where the sampling runs: the scheduler's batched steps on the compute thread, or, where a device call is
+installed (ZeroGPU: compute.use_device_call(spaces.GPU)), one call of `sample_batch` per request: the device
+worker (a forked process) gets requests and returns FinishedRuns (tensors and arrays, pickled), and the cache
+stays here, in the server process.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from demo.engine.config import GUIDES, Interval
-from demo.engine.guidance import METHODS, uses_guide
+from demo.engine.config import BUDGET
+from demo.engine.guidance import METHODS
 from demo.engine.pipeline import Models, Request
 from demo.engine.validation import RequestError
+from demo.serving.compute import COMPUTE, ComputeThread
 from demo.serving.recording import (  # noqa: F401 (API)
     NUM_FRAMES,
     FinishedRun,
@@ -21,22 +33,26 @@ from demo.serving.recording import (  # noqa: F401 (API)
     run_methods,
     run_methods_live,
 )
+from demo.serving.runs import (  # noqa: F401 (API)
+    REFERENCE_COST,
+    SWEEP_WEIGHTS,
+    cache_key,
+    check_budget,
+    comparison_requests,
+    cost,
+    shown_times,
+    slices,
+    sweep_requests,
+    times_default,
+)
 from demo.serving.scheduler import MAX_ROWS, Scheduler
 
-SWEEP_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 LADDER = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)   # sampled ahead: instant w
 CACHE_BYTES = 400 * 2**20  # finished runs kept (a run of 8 samples x 32 steps with its trajectory: ~0.5 MB)
-BUDGET = 8.0               # what one request may cost, in default comparisons (operator setting: --budget)
+FULL = ("The class is full: {n} comparisons are being sampled right now; please press Generate again in a few "
+        "seconds.")               # an interactive request refused by max_in_flight
 
 
-def cache_key(request: Request) -> Request:
-    """Runs that must give identical samples share a key: w = 0 (or 'unguided') ignores method, interval and
-    guide; a method without a guide ignores the guide."""
-    if request.weight == 0 or request.method == "unguided":
-        return replace(request, method="unguided", weight=0.0, interval=Interval(), guide=GUIDES[0].key)
-    if not uses_guide(request.method):
-        return replace(request, guide=GUIDES[0].key)
-    return request
 
 
 @dataclass(frozen=True)
@@ -47,42 +63,21 @@ class Results:
     fresh_batches: frozenset[int]    # batches sampled for this request; the other runs came from the cache
 
 
-def comparison_requests(base: Request, methods: Sequence[str] = METHODS,
-                        weights: dict[str, float] | None = None) -> list[Request]:
-    """One request per method: the base's settings, at the method's own w if `weights` gives one."""
-    return [replace(base, method=m, weight=(weights or {}).get(m, base.weight)) for m in methods]
-
-
-def cost(requests: Sequence[Request]) -> int:
-    """Denoiser rows x steps of these runs (identical runs counted once): what they cost to sample."""
-    return sum(r.nfe * r.num_samples for r in dict.fromkeys(cache_key(r) for r in requests))
-
-
-REFERENCE_COST = cost(comparison_requests(Request(label=0, weight=1.0, num_samples=8), METHODS))  # the default
-                                                                       # comparison: 8 samples x 32 steps
-
-
-def check_budget(requests: Sequence[Request], budget: float, what: str) -> None:
-    """RequestError, before anything is sampled, if the runs cost more than `budget` default comparisons."""
-    times = cost(requests) / REFERENCE_COST
-    if times > budget:
-        raise RequestError(f"This {what} would cost {times:.1f}x a default comparison; this server allows "
-                           f"{budget:g}x per request. Use fewer samples or steps (an operator can raise the "
-                           f"limit with --budget).")
-
-
 class Service:
     """The models plus a thread-safe LRU cache of finished runs, bounded in bytes (changing only w reuses
-    unguided; the w ladder makes moving w instant)."""
+    unguided; the w ladder makes moving w instant), and the admission of what is sampled (module docstring)."""
 
     def __init__(self, models: Models, cache_bytes: int = CACHE_BYTES, max_rows: int = MAX_ROWS,
-                 budget: float = BUDGET):
-        self.models, self.budget = models, budget
-        self.scheduler = Scheduler(models, self.store, max_rows=max_rows)
+                 budget: float = BUDGET, max_in_flight: int | None = None, compute: ComputeThread = COMPUTE):
+        self.models, self.budget, self.max_in_flight, self.compute = models, budget, max_in_flight, compute
+        self.scheduler = Scheduler(models, self.store, compute=compute, max_rows=max_rows)
         self.cache: OrderedDict[Request, FinishedRun] = OrderedDict()
         self.cache_bytes, self.cached_bytes = cache_bytes, 0
         self.lock = threading.Lock()
         self.runs_computed = 0
+        self.sampling = 0                              # interactive requests sampling now
+        self.background: dict[object, float] = {}      # visitor -> cost of their background work in flight
+        compute.device(self.sample_batch)              # ZeroGPU: decorated now, before the server launches
 
     def cached(self, request: Request) -> FinishedRun | None:
         with self.lock:
@@ -103,15 +98,75 @@ class Service:
             while self.cached_bytes > self.cache_bytes and len(self.cache) > 1:
                 self.cached_bytes -= self.cache.popitem(last=False)[1].nbytes
 
-    def runs_live(self, requests: Sequence[Request], background: bool = False, poll: float = 0.25
-                  ) -> Progress[tuple[list[FinishedRun], frozenset[int]]]:
+    def check(self, requests: Sequence[Request]) -> None:
+        """RequestError now if the loaded weights cannot sample these runs (a guide the folder lacks)."""
+        for key in dict.fromkeys(cache_key(r) for r in requests):
+            self.models.check(key)
+
+    @contextlib.contextmanager
+    def admitted(self, keys: Sequence[Request], background: bool, visitor: str | None):
+        """Hold a place for sampling `keys`, or RequestError at once: interactive work while fewer than
+        max_in_flight requests sample; background work while the visitor's background in flight fits the budget
+        (and fewer than max_in_flight visitors have some). No visitor named: an account of its own."""
+        times = times_default(keys) if background else 0.0
+        visitor = object() if visitor is None else visitor
+        with self.lock:
+            if background:
+                held = self.background.get(visitor)
+                if held is None and self.max_in_flight is not None and len(self.background) >= self.max_in_flight:
+                    raise RequestError(f"The server is busy: {len(self.background)} w ladders are being sampled; "
+                                       f"moving w samples each value instead.")
+                if (held or 0.0) + times > self.budget:
+                    raise RequestError(f"This w ladder would bring your background work to "
+                                       f"{shown_times((held or 0.0) + times)} a default comparison; this server allows "
+                                       f"{self.budget:g}x per visitor at once.")
+                self.background[visitor] = (held or 0.0) + times
+            else:
+                if self.max_in_flight is not None and self.sampling >= self.max_in_flight:
+                    raise RequestError(FULL.format(n=self.sampling))
+                self.sampling += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                if not background:
+                    self.sampling -= 1
+                elif (left := self.background.pop(visitor) - times) > 1e-9:
+                    self.background[visitor] = left
+
+    def sample_batch(self, keys: list[Request]) -> list[FinishedRun]:
+        """The unit of device work (ZeroGPU: one spaces.GPU call in a forked worker): sample these runs together
+        and return them, nothing else: arguments and results are pickled, and caching happens in the caller."""
+        return run_methods(self.models, keys)
+
+    def runs_live(self, requests: Sequence[Request], background: bool = False, poll: float = 0.25,
+                  visitor: str | None = None) -> Progress[tuple[list[FinishedRun], frozenset[int]]]:
         """Cached runs where possible; the rest sampled by the scheduler, batched with everyone else's
-        (background: only while no interactive request waits). Yields progress at least every `poll` s;
-        returns the runs in order and the ids of the batches sampled for them. Closing it early cancels
-        what only this caller waited for."""
+        (background: only while no interactive request waits), or by one device call. Yields progress at least
+        every `poll` s; returns the runs in order and the ids of the batches sampled for them. Closing it early
+        cancels what only this caller waited for."""
+        self.check(requests)
         keys = [cache_key(r) for r in requests]
         found = {key: run for key in dict.fromkeys(keys) if (run := self.cached(key)) is not None}  # held here
-        ticket = self.scheduler.submit([key for key in dict.fromkeys(keys) if key not in found], background)
+        missing = [key for key in dict.fromkeys(keys) if key not in found]
+        sampled: dict[Request, FinishedRun] = {}
+        if missing:
+            with self.admitted(missing, background, visitor):
+                sampled = yield from self._sample(missing, background, poll)
+        found.update(sampled)
+        return [found[key] for key in keys], frozenset(run.batch for run in sampled.values())
+
+    def _sample(self, keys: list[Request], background: bool, poll: float) -> Progress[dict[Request, FinishedRun]]:
+        device = self.compute.device(self.sample_batch)
+        if device is not None:
+            total = sum(_steps(key) for key in keys)
+            yield 0, total
+            runs = dict(zip(keys, device(keys)))
+            for key, run in runs.items():
+                self.store(key, run)
+            yield total, total
+            return runs
+        ticket = self.scheduler.submit(keys, background)
         try:
             while not ticket.finished:
                 ticket.wait(poll)
@@ -121,19 +176,31 @@ class Service:
                 ticket.cancel()
         if ticket.error is not None:
             raise ticket.error
-        found.update(ticket.runs)
-        return [found[key] for key in keys], frozenset(run.batch for run in ticket.runs.values())
+        return ticket.runs
 
     def missing(self, requests: Sequence[Request]) -> int:
         """How many of these runs are not cached (0: showing them samples nothing)."""
         return sum(self.cached(r) is None for r in dict.fromkeys(cache_key(r) for r in requests))
 
-    def _results(self, base: Request, keys: list, requests: list[Request], background: bool = False
-                 ) -> Progress[Results]:
-        if not background:             # the w ladder is the server's own work: app.py sizes it
-            check_budget(requests, self.budget, "comparison" if isinstance(keys[0], str) else "sweep")
-        runs, fresh = yield from self.runs_live(requests, background)
+    def _results(self, base: Request, keys: list, requests: list[Request]) -> Progress[Results]:
+        check_budget(requests, self.budget, "comparison" if isinstance(keys[0], str) else "sweep")
+        runs, fresh = yield from self.runs_live(requests)
         return Results(base, dict(zip(keys, runs)), fresh)
+
+    def _background(self, base: Request, keys: list, requests: list[Request], visitor: str | None
+                    ) -> Progress[Results]:
+        """The w ladder: its missing runs in slices that each fit the budget, one slice at a time (each admitted
+        against the visitor's background work)."""
+        self.check(requests)
+        runs = {key: run for key in dict.fromkeys(cache_key(r) for r in requests)
+                if (run := self.cached(key)) is not None}
+        missing = [key for key in dict.fromkeys(cache_key(r) for r in requests) if key not in runs]
+        total, done, fresh = sum(_steps(k) for k in missing), 0, frozenset()
+        for group in slices(missing, self.budget, "w ladder"):
+            sampled, batches = yield from _offset(self.runs_live(group, True, visitor=visitor), done, total)
+            runs.update(zip(group, sampled))
+            done, fresh = done + sum(_steps(k) for k in group), fresh | batches
+        return Results(base, {key: runs[cache_key(r)] for key, r in zip(keys, requests)}, fresh)
 
     def compare_live(self, base: Request, methods: Sequence[str] = METHODS,
                      weights: dict[str, float] | None = None) -> Live[Results]:
@@ -146,14 +213,31 @@ class Service:
         return self.compare_live(base, methods, weights).run()
 
     def sweep_live(self, base: Request, methods: Sequence[str] = METHODS[1:],
-                   weights: Sequence[float] = SWEEP_WEIGHTS, background: bool = False) -> Live[Results]:
+                   weights: Sequence[float] = SWEEP_WEIGHTS, background: bool = False, visitor: str | None = None
+                   ) -> Live[Results]:
         """Every guided method at every w, sampled together in bounded groups; runs keyed by (method, w).
-        `background`: only while no interactive request waits (the w ladder)."""
-        keys = [(m, w) for m in methods for w in weights]
-        return Live(self._results(base, keys, sweep_requests(base, methods, weights), background))
+        `background` (the w ladder): only while no interactive request waits, in slices within the budget,
+        counted against `visitor` (e.g. the Gradio session)."""
+        keys, requests = [(m, w) for m in methods for w in weights], sweep_requests(base, methods, weights)
+        if background:
+            return Live(self._background(base, keys, requests, visitor))
+        return Live(self._results(base, keys, requests))
 
 
-def sweep_requests(base: Request, methods: Sequence[str] = METHODS[1:],
-                   weights: Sequence[float] = SWEEP_WEIGHTS) -> list[Request]:
-    """Every method at every w (the sweep, or the w ladder), in (method, w) order."""
-    return [replace(base, method=m, weight=w) for m in methods for w in weights]
+def _steps(key: Request) -> int:
+    return key.sampler.num_steps + 1
+
+
+def _offset(progress: Progress, done: int, total: int) -> Progress:
+    """`progress` counted from `done` steps of `total`; returns its result (closing this closes it)."""
+    try:
+        while True:
+            try:
+                steps, _ = next(progress)
+            except StopIteration as stop:
+                return stop.value
+            yield done + steps, total
+    finally:
+        progress.close()
+
+

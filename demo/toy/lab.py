@@ -20,7 +20,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from demo.engine.config import LIMITS, Interval
+from demo.engine.config import BUDGET, LIMITS, SIGMA_MAX, SIGMA_MIN, Interval  # the image model's noise levels
 from demo.engine.guidance import GUIDANCE, METHODS, make_guidance
 from demo.engine.noise import BatchNoise, karras_sigmas
 from demo.engine.progress import Live, Progress
@@ -28,7 +28,6 @@ from demo.engine.samplers import sample
 from demo.engine.validation import RequestError, checked, choice
 from demo.toy.mixture import PRESETS, GaussianMixture, MixtureClassifier
 
-SIGMA_MIN, SIGMA_MAX = 0.002, 80.0        # the image model's noise levels (a smaller sigma_max biases samples)
 WEAK_EXTRA_STD = 0.6                      # autoguidance's weak model: every covariance + 0.6^2 I
 EXTENT = 4.5                              # plots and density grids cover [-EXTENT, EXTENT]^2
 TRACKED = 12                              # trajectories kept (and drawn) per method
@@ -107,7 +106,7 @@ def toy_live(request: ToyRequest) -> Progress[ToyResult]:
 class ToyLab:
     """The 2-D lab's runs, with a small thread-safe LRU cache of results."""
 
-    def __init__(self, cache_size: int = CACHE_SIZE, budget: float = 8.0):
+    def __init__(self, cache_size: int = CACHE_SIZE, budget: float = BUDGET):
         self.cache: OrderedDict[ToyRequest, ToyResult] = OrderedDict()
         self.cache_size, self.lock, self.budget = cache_size, threading.Lock(), budget
 

@@ -10,12 +10,11 @@ import time
 
 import gradio as gr
 
-from demo.engine.config import GUIDES, LIMITS, SamplerConfig
+from demo.engine.config import GUIDES, LIMITS, SIGMA_MAX, SIGMA_MIN
 from demo.engine.guidance import METHODS
-from demo.engine.validation import shown
+from demo.engine.validation import RequestError, shown
 from demo.serving import outputs
 from demo.serving import service as svc
-from demo.serving.compute import on_device
 from demo.serving.settings import one_line
 from demo.ui import form, hints, picture, views
 from demo.ui.common import LATEX, YIELD_EVERY, Runtime, checked_input, follow, number, radio, slider, user_errors
@@ -39,7 +38,6 @@ CURRENT_JS = ("() => { document.querySelector('#comparison')?.classList.remove('
 
 # ---- handlers: checked values in, displayable values out -------------------------------------------------
 
-@on_device
 @user_errors
 def on_compare(progress=gr.Progress(), **values):
     """Every method with the same seed, sampled together (or straight from the cache: the w ladder)."""
@@ -58,11 +56,17 @@ def on_compare(progress=gr.Progress(), **values):
                                                                      Runtime.out_dir, name)
 
 
-@on_device
 @user_errors
-def on_ladder(**values):
+def on_ladder(request: gr.Request = None, **values):
     """Sample the w ladder of every guided method in the background (steps run only while no visitor waits
-    for a result), so that moving w along it is instant."""
+    for a result, counted against this visitor's budget), so that moving w along it is instant."""
+    try:
+        yield from _ladder(getattr(request, "session_hash", None), **values)
+    except RequestError as error:            # over the budget, or the server busy: said in the status line
+        yield f"No w ladder now: {error}", ""
+
+
+def _ladder(visitor: str | None, **values):
     base, weights = form.comparison(COMPARE.check(values))
     service = Runtime.get()
     size = svc.cost(svc.comparison_requests(base, METHODS, weights)) / svc.REFERENCE_COST
@@ -70,7 +74,7 @@ def on_ladder(**values):
         yield (f"No w ladder for settings this large ({size:.1f}x a default comparison): each w change samples. "
                f"Fewer samples or steps bring it back.", "")
         return
-    live = service.sweep_live(base, GUIDED, svc.LADDER, background=True)
+    live = service.sweep_live(base, GUIDED, svc.LADDER, background=True, visitor=visitor)
     missing = service.missing(svc.sweep_requests(base, GUIDED, svc.LADDER))
     if missing:
         last = 0.0
@@ -84,7 +88,6 @@ def on_ladder(**values):
            " shows the result at once; other values are sampled.", picture.ladder_payload(base, live.result.runs))
 
 
-@on_device
 @user_errors
 def on_trajectory(progress=gr.Progress(), **values):
     """Filmstrip, GIF and per-step plots of the followed sample (recomputed if not cached: same seed, same
@@ -165,7 +168,7 @@ def controls() -> dict[str, gr.components.Component]:
         w["num_steps"] = slider(COMPARE["num_steps"], 1)
         w["sampler"] = radio(COMPARE["sampler"], form.SAMPLER_NAMES)
         gr.Markdown(f"Guidance interval (Kynkäänniemi et al. 2024): guide only while σ_lo < σ ≤ σ_hi. Noise runs "
-                    f"from σ = {SamplerConfig().sigma_max:g} down to {SamplerConfig().sigma_min:g}.")
+                    f"from σ = {SIGMA_MAX:g} down to {SIGMA_MIN:g}.")
         with gr.Row():
             w["sigma_lo"] = number(COMPARE["sigma_lo"], min_width=100)
             w["sigma_hi"] = number(COMPARE["sigma_hi"], min_width=100)

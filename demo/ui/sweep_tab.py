@@ -5,7 +5,6 @@ from __future__ import annotations
 import gradio as gr
 
 from demo.serving import service as svc
-from demo.serving.compute import on_device
 from demo.ui import form, views
 from demo.ui.common import Runtime, follow, user_errors
 from demo.ui.form import SWEEP
@@ -13,7 +12,6 @@ from demo.ui.page import TABS
 from demo.ui.prose import SWEEP_INTRO
 
 
-@on_device
 @user_errors
 def on_sweep(progress=gr.Progress(), **values):
     live = Runtime.get().sweep_live(form.base_request(SWEEP.check(values)))
