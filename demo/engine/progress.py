@@ -14,6 +14,7 @@ class Live(Generic[T]):
 
     def __init__(self, steps: Progress[T]):
         self.steps, self.result, self.done = steps, None, False
+        self.watch = None              # what the producer lets a caller look at meanwhile (serving.service.Watch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         if self.done:

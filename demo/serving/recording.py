@@ -75,6 +75,7 @@ class Recorder:
         self.frames: list[tuple] = []
         self.p_target: list[torch.Tensor] = []
         self.norms: list[torch.Tensor] = []
+        self.latest = None                   # the last Step (its tensors, not copied): what a preview shows
         self.started = time.perf_counter()
 
     @property
@@ -86,12 +87,23 @@ class Recorder:
         return self.run.trajectory.index
 
     def record(self, step) -> None:
+        if step.sigma > 0:
+            self.latest = step
         self.p_target.append(step.p_target.cpu())
         if step.sigma > 0:
             self.norms.append(step.guidance_norm.cpu())
         if step.index in self.keep:
             self.frames.append((step.index, step.sigma, pixels.noisy_to_uint8(step.x, step.sigma),
                                 pixels.to_uint8(step.denoised)))
+
+
+def preview(step) -> tuple[int, float, np.ndarray, np.ndarray]:
+    """(step index, sigma, x0 estimate, x_t at unit scale) of a recorded Step, as (B, 28, 28) uint8: numpy only,
+    so that a handler thread can call it without starting a second OpenMP team (compute.py)."""
+    def u8(a: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint((a.reshape(len(a), *a.shape[-2:]) + 1) * 127.5), 0, 255).astype(np.uint8)
+    x0, xt = (t.detach().cpu().numpy() for t in (step.denoised, step.x))
+    return step.index, step.sigma, u8(x0.clip(-1, 1)), u8(xt / (1 + step.sigma**2) ** 0.5)
 
 
 def step_together(models: Models, recorders: Sequence[Recorder]) -> list:

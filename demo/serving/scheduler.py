@@ -85,6 +85,14 @@ class Ticket:
     def cancel(self) -> None:
         self.scheduler.cancel(self)
 
+    def previews(self) -> dict[Request, object]:
+        """key -> the last recorded Step of each of this ticket's runs that has started (recording.preview)."""
+        return self.scheduler.previews(self)
+
+    def ahead(self) -> int:
+        """How many other interactive requests are served before this one while none of its runs has started."""
+        return self.scheduler.ahead(self)
+
 
 @dataclass(eq=False)
 class Job:
@@ -131,6 +139,18 @@ class Scheduler:
                     if not job.tickets:
                         del self.jobs[key]
             self.state.notify_all()
+
+    def previews(self, ticket: Ticket) -> dict[Request, object]:
+        with self.state:
+            return {key: job.recorder.latest for key in ticket.keys if (job := self.jobs.get(key)) is not None
+                    and job.recorder is not None and job.recorder.latest is not None}
+
+    def ahead(self, ticket: Ticket) -> int:
+        with self.state:
+            if any((job := self.jobs.get(key)) is not None and job.recorder is not None for key in ticket.keys):
+                return 0
+            others = {t for job in self.jobs.values() for t in job.tickets if t is not ticket and not t.finished}
+            return sum(t.order < ticket.order for t in others)
 
     def progress(self, ticket: Ticket) -> tuple[int, int]:
         with self.state:

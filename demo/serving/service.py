@@ -55,6 +55,20 @@ FULL = ("The class is full: {n} comparisons are being sampled right now; please 
 
 
 
+class Watch:
+    """What a caller may show while its request samples: the last step of every started run (its tensors;
+    recording.preview makes pixels of them) and, before any has started, how many requests are served first."""
+
+    def __init__(self):
+        self.ticket = None
+
+    def previews(self) -> dict[Request, object]:
+        return {} if self.ticket is None else self.ticket.previews()
+
+    def ahead(self) -> int:
+        return 0 if self.ticket is None else self.ticket.ahead()
+
+
 @dataclass(frozen=True)
 class Results:
     """Runs of one request of the app, keyed by method (comparison) or (method, w) (sweep)."""
@@ -140,7 +154,8 @@ class Service:
         return run_methods(self.models, keys)
 
     def runs_live(self, requests: Sequence[Request], background: bool = False, poll: float = 0.25,
-                  visitor: str | None = None) -> Progress[tuple[list[FinishedRun], frozenset[int]]]:
+                  visitor: str | None = None, watch: Watch | None = None
+                  ) -> Progress[tuple[list[FinishedRun], frozenset[int]]]:
         """Cached runs where possible; the rest sampled by the scheduler, batched with everyone else's
         (background: only while no interactive request waits), or by one device call. Yields progress at least
         every `poll` s; returns the runs in order and the ids of the batches sampled for them. Closing it early
@@ -152,11 +167,12 @@ class Service:
         sampled: dict[Request, FinishedRun] = {}
         if missing:
             with self.admitted(missing, background, visitor):
-                sampled = yield from self._sample(missing, background, poll)
+                sampled = yield from self._sample(missing, background, poll, watch)
         found.update(sampled)
         return [found[key] for key in keys], frozenset(run.batch for run in sampled.values())
 
-    def _sample(self, keys: list[Request], background: bool, poll: float) -> Progress[dict[Request, FinishedRun]]:
+    def _sample(self, keys: list[Request], background: bool, poll: float, watch: Watch | None = None
+                ) -> Progress[dict[Request, FinishedRun]]:
         device = self.compute.device(self.sample_batch)
         if device is not None:
             total = sum(_steps(key) for key in keys)
@@ -167,6 +183,8 @@ class Service:
             yield total, total
             return runs
         ticket = self.scheduler.submit(keys, background)
+        if watch is not None:
+            watch.ticket = ticket
         try:
             while not ticket.finished:
                 ticket.wait(poll)
@@ -182,9 +200,10 @@ class Service:
         """How many of these runs are not cached (0: showing them samples nothing)."""
         return sum(self.cached(r) is None for r in dict.fromkeys(cache_key(r) for r in requests))
 
-    def _results(self, base: Request, keys: list, requests: list[Request]) -> Progress[Results]:
+    def _results(self, base: Request, keys: list, requests: list[Request], watch: Watch | None = None
+                 ) -> Progress[Results]:
         check_budget(requests, self.budget, "comparison" if isinstance(keys[0], str) else "sweep")
-        runs, fresh = yield from self.runs_live(requests)
+        runs, fresh = yield from self.runs_live(requests, watch=watch)
         return Results(base, dict(zip(keys, runs)), fresh)
 
     def _background(self, base: Request, keys: list, requests: list[Request], visitor: str | None
@@ -205,8 +224,11 @@ class Service:
     def compare_live(self, base: Request, methods: Sequence[str] = METHODS,
                      weights: dict[str, float] | None = None) -> Live[Results]:
         """Every method with the same seed and settings (each at its own w if `weights` says so), sampled
-        together; runs keyed by method."""
-        return Live(self._results(base, list(methods), comparison_requests(base, methods, weights)))
+        together; runs keyed by method. `live.watch` shows it forming (Watch)."""
+        watch = Watch()
+        live = Live(self._results(base, list(methods), comparison_requests(base, methods, weights), watch))
+        live.watch = watch
+        return live
 
     def compare(self, base: Request, methods: Sequence[str] = METHODS,
                 weights: dict[str, float] | None = None) -> Results:

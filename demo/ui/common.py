@@ -24,6 +24,7 @@ class Runtime:
     service: Service | None = None
     out_dir: Path = Path(tempfile.gettempdir()) / "guidance_lab"    # the server attaches a private one
     weights_folder: Path | None = None     # where the weights were loaded from (the guides' study numbers)
+    previews: bool = True                  # show a comparison forming while it samples (--no-previews: off)
 
     @classmethod
     def get(cls) -> Service:

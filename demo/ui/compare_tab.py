@@ -13,7 +13,7 @@ import gradio as gr
 from demo.engine.config import GUIDES, LIMITS, SIGMA_MAX, SIGMA_MIN
 from demo.engine.guidance import METHODS
 from demo.engine.validation import RequestError, shown
-from demo.serving import outputs
+from demo.serving import outputs, recording
 from demo.serving import service as svc
 from demo.serving.settings import one_line
 from demo.ui import form, hints, picture, views
@@ -23,6 +23,7 @@ from demo.ui.page import TABS, TOY_PREFIX
 from demo.ui.prose import CONVENTION
 
 log = logging.getLogger("guidance_lab")
+PREVIEW_EVERY = 0.4       # seconds between forming pictures (at least twice a second)
 LADDER_MAX_COST = 1.5      # the w ladder is sampled for comparisons up to this many default comparisons
 PICK_JS = """element.addEventListener('click', (event) => {
   const cell = event.target.closest('[data-sample]');
@@ -39,13 +40,13 @@ CURRENT_JS = ("() => { document.querySelector('#comparison')?.classList.remove('
 # ---- handlers: checked values in, displayable values out -------------------------------------------------
 
 @user_errors
-def on_compare(progress=gr.Progress(), **values):
+def on_compare(**values):
     """Every method with the same seed, sampled together (or straight from the cache: the w ladder)."""
     v = COMPARE.check(values)
     base, weights = form.comparison(v)
     service = Runtime.get()
     live = service.compare_live(base, METHODS, weights)
-    yield from follow(live, progress, "sampling every method together", 4)
+    yield from forming(live, service, base, weights, v.forming)
     results = live.result
     followed = min(v.follow, base.num_samples - 1)
     warning = hints.beyond_range(weights, base.guide, Runtime.weights_folder)
@@ -100,6 +101,38 @@ def on_trajectory(progress=gr.Progress(), **values):
     index = min(v.follow, base.num_samples - 1)
     gif = outputs.save_file(views.animation(runs, index), Runtime.out_dir, "denoising.gif")
     yield views.filmstrip_html(runs, index), gif, views.step_plots(runs, index)
+
+
+def forming(live, service: svc.Service, base, weights: dict[str, float], what: str):
+    """Drive the comparison, showing it form: every PREVIEW_EVERY s each tile shows its sample's current x0
+    estimate (or x_t), a run from the cache its final sample; before anything starts, the place in line. The
+    estimates are the ones the sampler computes anyway: nothing is sampled for them."""
+    keys = {m: svc.cache_key(r) for m, r in zip(METHODS, svc.comparison_requests(base, METHODS, weights))}
+    weights = {"unguided": 0.0, **weights}
+    last = time.perf_counter()
+    for done, total in live:
+        if time.perf_counter() - last < PREVIEW_EVERY:
+            continue
+        last = time.perf_counter()
+        if not Runtime.previews or live.watch is None:
+            yield gr.skip(), gr.skip(), f"Sampling every method together: {done / max(total, 1):.0%}", gr.skip()
+            continue
+        ahead = live.watch.ahead()
+        if ahead:
+            yield (gr.skip(), gr.skip(), f"Waiting in line: {ahead} comparison{'s' * (ahead > 1)} ahead of yours",
+                   gr.skip())
+            continue
+        steps = live.watch.previews()
+        shown_now = {}
+        for method, key in keys.items():
+            if key in steps:
+                index, sigma, x0, xt = recording.preview(steps[key])
+                shown_now[method] = (index, sigma, x0 if what == "x0" else xt)
+            elif (run := service.cached(key)) is not None:
+                shown_now[method] = (base.sampler.num_steps, 0.0, run.pixels)
+        html_now = picture.forming_html(list(keys), weights, shown_now, base.sampler.num_steps, base.num_samples,
+                                        "x0 estimate" if what == "x0" else "noisy state x_t")
+        yield html_now, gr.skip(), f"Forming: {done / max(total, 1):.0%} of the steps done", gr.skip()
 
 
 def on_pick(followed, event: gr.EventData):
@@ -167,6 +200,7 @@ def controls() -> dict[str, gr.components.Component]:
         w["num_samples"] = slider(COMPARE["num_samples"], 1)
         w["num_steps"] = slider(COMPARE["num_steps"], 1)
         w["sampler"] = radio(COMPARE["sampler"], form.SAMPLER_NAMES)
+        w["forming"] = radio(COMPARE["forming"], {"x0": "its current x0 estimate", "xt": "its noisy state x_t"})
         gr.Markdown(f"Guidance interval (Kynkäänniemi et al. 2024): guide only while σ_lo < σ ≤ σ_hi. Noise runs "
                     f"from σ = {SIGMA_MAX:g} down to {SIGMA_MIN:g}.")
         with gr.Row():
@@ -190,9 +224,9 @@ def tab() -> dict[str, gr.components.Component]:
                 w["summary"] = gr.Markdown(elem_id="summary")
                 with gr.Row(elem_id="share"):
                     w["download"] = gr.DownloadButton("Download the comparison (PNG)", size="sm",
-                                                      variant="secondary", elem_id="download", scale=0)
+                                                      variant="secondary", elem_id="download", scale=0, min_width=250)
                     w["copy"] = gr.Button("Copy link to this view", size="sm", variant="secondary",
-                                          elem_id="copy-link", scale=0)
+                                          elem_id="copy-link", scale=0, min_width=190)
                     gr.HTML('<span id="copy-note" role="status" aria-live="polite"></span>', padding=False)
         w["follow"] = gr.State(COMPARE["follow"].default)
         w["trigger"] = gr.Button("Update", elem_id="compare-trigger", elem_classes="gl-hidden")
@@ -247,14 +281,14 @@ def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs) -> None:
     arrive = blocks.load(on_arrive, None, [*inputs.values(), tabs, w["link_note"]], api_visibility="private")
     arrive.then(None, js="() => { GL.ready = true; }")
     arrived = arrive.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
-                          show_progress="minimal", **sampling)
+                          show_progress="hidden", **sampling)
     changes = [w["label"].input, w["mode"].input, w["guide"].input]
     compare = gr.on([w["generate"].click, w["trigger"].click, *changes], on_compare, inputs_kwargs=inputs,
-                    outputs=outputs_, api_name="compare", trigger_mode="always_last", show_progress="minimal",
+                    outputs=outputs_, api_name="compare", trigger_mode="always_last", show_progress="hidden",
                     **sampling)
     dice = w["dice"].click(new_seed, None, w["seed"], api_visibility="private")
     dice_compare = dice.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
-                             show_progress="minimal", **sampling)
+                             show_progress="hidden", **sampling)
     events = [arrived, compare, dice_compare]
     ladders = []
     for event, api in ((compare, True), (arrived, False), (dice_compare, False)):

@@ -150,9 +150,11 @@ SEED = Field("seed", int, 0, "Seed", 0, LIMITS.max_seed)
 SIGMA_LO = Field("sigma_lo", float, 0.0, "σ_lo", 0.0, LIMITS.sigma_max, blank_ok=True)
 SIGMA_HI = Field("sigma_hi", float, LIMITS.sigma_max, "σ_hi", 0.0, LIMITS.sigma_max, blank_ok=True)
 FOLLOW = Field("follow", int, 0, "Followed sample", 0, LIMITS.max_samples - 1)
+FORMING = Field("forming", str, "x0", "While it samples, each tile shows", choices=("x0", "xt"))
 
 SAMPLING = (NUM_STEPS, SAMPLER, NUM_SAMPLES, SEED, SIGMA_LO, SIGMA_HI)
-COMPARE = Endpoint("compare", (LABEL, MODE, WEIGHT, *METHOD_WEIGHTS, GUIDE, *SAMPLING, FOLLOW), hidden=("follow",))
+COMPARE = Endpoint("compare", (LABEL, MODE, WEIGHT, *METHOD_WEIGHTS, GUIDE, *SAMPLING, FORMING, FOLLOW),
+                   hidden=("follow",))
 TRAJECTORY = Endpoint("trajectory", COMPARE.fields, hidden=COMPARE.hidden)
 SWEEP = Endpoint("sweep", (LABEL, GUIDE, *SAMPLING))
 

@@ -84,7 +84,8 @@ def forming_html(methods: list[str], weights: dict[str, float], previews: dict[s
     columns = min(n, COLUMNS)
     for method in methods:
         step, sigma, pixels = previews.get(method, (0, float("nan"), None))
-        where = "waiting" if pixels is None else f"step {step}/{total_steps} · σ {sigma:.2g}"
+        where = "waiting" if pixels is None else "done" if sigma == 0 else \
+            f"step {step + 1}/{total_steps} · σ {sigma:.2g}"
         cells = "".join(
             f'<span class="gl-cell gl-forming"><img src="{render.data_uri(pixels[k])}" alt="sample {k + 1}, '
             f'{html.escape(GUIDANCE[method].title)}: {what} at step {step} of {total_steps}"></span>'
