@@ -31,10 +31,10 @@ def build() -> gr.Blocks:
         gr.Markdown(HEADER, elem_id="header")
         with gr.Tabs() as tabs:
             compare = compare_tab.tab()
-            sweep_tab.tab(compare)
+            sweep_after = sweep_tab.tab(compare)
             toy_tab.tab(blocks)
             explain_tab.tab()
-        compare_tab.wire(blocks, compare, tabs)
+        sweep_after(compare_tab.wire(blocks, compare, tabs))
     return blocks
 
 

@@ -178,11 +178,13 @@ def test_unknown_parameters_are_refused_by_name(service):
 
 def test_sweep_handler_draws_every_method_and_weight(service):
     before = service.runs_computed
-    picture, figure = drain(sweep_tab.on_sweep(label=3, num_steps=4, num_samples=2, seed=0))
+    picture, figure = drain(sweep_tab.on_sweep(label=3, num_steps=4, num_samples=2, seed=0, sample=2))
     guided = len(METHODS) - 1
     assert service.runs_computed - before <= guided * (len(svc.SWEEP_WEIGHTS) - 1) + 1   # w = 0 is shared
-    assert picture.count('class="gl-frame') == guided * len(svc.SWEEP_WEIGHTS) * 2
-    assert "digit 3" in picture and "seed 0" in picture                  # it says what it shows
+    assert picture.count('class="gl-frame') == guided * len(svc.SWEEP_WEIGHTS)   # one sample: fits one screen
+    assert "digit 3" in picture and "seed 0" in picture and "sample 2" in picture    # it says what it shows
+    assert "w = 0," not in picture and "w = 0 ·" not in picture           # and no w it did not use
+    assert picture.count("sample 2, ") == guided * len(svc.SWEEP_WEIGHTS)  # every tile says what it is
     assert len(figure.axes[0].lines) == guided
 
 

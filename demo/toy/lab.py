@@ -217,9 +217,9 @@ def figure(result: ToyResult, field_step: int | None = None):
         "xx": xx, "yy": yy, "cond": cond, "tilted": tilted, "paths": path[visible], "finals": result.finals[m],
         "field": None if field_step is None or m == "unguided" else guidance_field(result, m, field_step)}
         for m, path in result.paths.items()}
-    sigma = "" if field_step is None else f"; arrows: w·Δ at σ = {field_sigma(result, field_step):.3g}"
-    return toy_panels(panels, EXTENT, f"class {request.label}, w = {request.weight:g}: blue = exact tilted "
-                             f"density p(x|c) p(c|x)^w, dashed = p(x|c){sigma}",
+    sigma = "" if field_step is None else f" · red arrows: w·Δ at σ = {field_sigma(result, field_step):.3g}"
+    return toy_panels(panels, EXTENT, f"class {request.label}, w = {request.weight:g} · blue: exact tilted density "
+                             f"p(x|c) p(c|x)^w · dashed: p(x|c){sigma}",
                              {GUIDANCE[m].short_title: GUIDANCE[m].colour for m in result.paths})
 
 
@@ -227,9 +227,13 @@ def toy_panels(panels: dict[str, dict], extent: float, title: str, colours: dict
     """One panel per method: tilted-density filled contours, p(x|c) contour lines, trajectories, samples and,
     optionally, the guidance vector field. Each panel dict has xx, yy, cond, tilted, paths (N+1, K, 2) (drawn
     trajectories), finals (B, 2) (every final point) and field."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.7), dpi=100, layout="constrained",
-                             sharex=True, sharey=True)
-    for ax, (name, panel) in zip(np.atleast_1d(axes), panels.items()):
+    columns = min(3, len(panels))                     # 3 x 2 for six methods: each panel large enough to read
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.5 * columns, 2.45 * rows + 0.5), dpi=100,
+                             layout="constrained", sharex=True, sharey=True, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, panel) in zip(axes.flat, panels.items()):
         ax.contourf(panel["xx"], panel["yy"], panel["tilted"], levels=12, cmap="Blues", alpha=0.85)
         ax.contour(panel["xx"], panel["yy"], panel["cond"], levels=6, colors="0.35", linewidths=0.7,
                    linestyles="dashed")
@@ -237,14 +241,14 @@ def toy_panels(panels: dict[str, dict], extent: float, title: str, colours: dict
         for k in range(min(12, paths.shape[1])):
             ax.plot(paths[:, k, 0].clip(-extent, extent), paths[:, k, 1].clip(-extent, extent), lw=0.6,
                     color="0.25", alpha=0.6)
-        ax.scatter(panel["finals"][:, 0], panel["finals"][:, 1], s=3, color=colours.get(name, "k"), alpha=0.6)
+        ax.scatter(panel["finals"][:, 0], panel["finals"][:, 1], s=4, color=colours.get(name, "k"), alpha=0.6)
         if panel.get("field") is not None:
             fx, fy, u, v = panel["field"]
             ax.quiver(fx, fy, u, v, color="#b91c1c", angles="xy", scale_units="xy", scale=None, width=0.004)
         ax.set_xlim(-extent, extent)
         ax.set_ylim(-extent, extent)
         ax.set_aspect("equal")
-        ax.set_title(name, fontsize=10, color=colours.get(name, "k"))
-        ax.tick_params(labelsize=7)
-    fig.suptitle(title, fontsize=10)
+        ax.set_title(name, fontsize=12, fontweight="bold", color=colours.get(name, "k"))
+        ax.tick_params(labelsize=9)
+    fig.suptitle(title, fontsize=10.5, wrap=True)
     return fig

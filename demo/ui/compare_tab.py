@@ -257,11 +257,11 @@ def on_arrive(request: gr.Request):
     return [*(getattr(v, name) for name in COMPARE.names), gr.Tabs(selected=tab), note]
 
 
-def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs) -> None:
+def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs):
     """The Compare tab's events. A link (or the default view) on arrival, Generate, the hidden trigger the page
     clicks for a w off the ladder, and a change of digit, w mode or guide sample every method; then the page
     un-greys, the link follows, the trajectory of the followed sample and, in the background, the w ladder.
-    Stop cancels all of them."""
+    Stop cancels all of them. Returns the arrival event (other tabs follow a link too)."""
     inputs = {name: w[name] for name in COMPARE.names}
     outputs_ = [w["comparison"], w["summary"], w["status"], w["download"]]
     trajectory_outputs = [w["filmstrip"], w["gif"], w["plots"]]
@@ -309,3 +309,4 @@ def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs) -> None:
     w["copy"].click(None, js="() => { GL.copyLink(); }")
     w["tab"].select(None, js="() => { GL.setParams({tab: 'compare'}); }")
     w["stop"].click(on_stop, None, w["status"], cancels=events, api_visibility="private")
+    return arrive

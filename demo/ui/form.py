@@ -156,7 +156,7 @@ SAMPLING = (NUM_STEPS, SAMPLER, NUM_SAMPLES, SEED, SIGMA_LO, SIGMA_HI)
 COMPARE = Endpoint("compare", (LABEL, MODE, WEIGHT, *METHOD_WEIGHTS, GUIDE, *SAMPLING, FORMING, FOLLOW),
                    hidden=("follow",))
 TRAJECTORY = Endpoint("trajectory", COMPARE.fields, hidden=COMPARE.hidden)
-SWEEP = Endpoint("sweep", (LABEL, GUIDE, *SAMPLING))
+SWEEP = Endpoint("sweep", (LABEL, GUIDE, *SAMPLING, Field("sample", int, 1, "Sample shown", 1, LIMITS.max_samples)))
 
 
 # ---- values -> requests ----------------------------------------------------------------------------------

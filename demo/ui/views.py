@@ -18,6 +18,7 @@ from demo.serving.service import FinishedRun, Results
 from demo.ui import render
 
 FILMSTRIP_COLUMNS = 10
+VERDICT_MARKS = {"correct": "✓", "wrong": "✗", "unrealistic": "?"}
 
 
 def title(method: str) -> str:
@@ -33,14 +34,17 @@ def colours(titles: dict[str, str]) -> dict[str, str]:
     return {name: GUIDANCE[method].colour for name, method in titles.items()}
 
 
-def settings_line(base: Request, weights: dict[str, float] | None = None, short: bool = False) -> str:
-    """The settings that reproduce a result, in one line (`short`: per-method w left to the rows)."""
+def settings_line(base: Request, weights: dict[str, float] | None = None, short: bool = False,
+                  show_w: bool = True) -> str:
+    """The settings that reproduce a result, in one line (`short`: per-method w left to the rows; `show_w`
+    False: no w at all, for a picture of several w)."""
     interval = "" if base.interval == Interval() else \
         f", interval ({base.interval.sigma_lo:g}, {base.interval.sigma_hi:g}]"
     same = not weights or len(set(weights.values())) == 1
     w = f"w = {next(iter(weights.values())) if weights else base.weight:g}" if same else \
         "w per method" if short else "w = " + ", ".join(f"{short_title(m)} {w:g}" for m, w in weights.items())
-    return (f"{CLASS_NAMES[base.label]}, {w}, seed {base.seed}, {base.num_samples} samples, "
+    w = f"{w}, " if show_w else ""
+    return (f"{CLASS_NAMES[base.label]}, {w}seed {base.seed}, {base.num_samples} samples, "
             f"{base.sampler.num_steps} {base.sampler.sampler} steps{interval}")
 
 
@@ -94,26 +98,31 @@ def comparison_grid(results: Results) -> bytes:
     return render.png(render.grid(rows, labels, label_width=225, title=settings_line(results.base, weights)))
 
 
-def sweep_html(results: Results, per: int = 4) -> str:
-    """One block per method: rows are samples, columns are w (same seed and noise down a column)."""
+def sweep_html(results: Results, sample: int = 0) -> str:
+    """Rows are methods, columns are w: one sample (the same seed and noise everywhere), so the whole sweep fits
+    one screen; the picker beside it chooses the sample."""
     methods = list(dict.fromkeys(m for m, _ in results.runs))
     weights = list(dict.fromkeys(w for _, w in results.runs))
+    k = min(sample, len(results.runs[methods[0], weights[0]].pixels) - 1)
     head = "".join(f'<span class="gl-col">w = {w:g}</span>' for w in weights)
-    blocks = []
+    rows = [f'<div class="gl-row gl-head" aria-hidden="true"><div class="gl-label"><span class="gl-meta">w →'
+            f'</span></div><div class="gl-cells" style="--gl-columns: {len(weights)}">{head}</div></div>']
     for method in methods:
-        rows = [f'<div class="gl-row gl-head" style="--gl-colour: {GUIDANCE[method].colour}">'
-                f'<div class="gl-label"><span class="gl-name">{html.escape(short_title(method))}</span></div>'
-                f'<div class="gl-cells" style="--gl-columns: {len(weights)}">{head}</div></div>']
-        for k in range(min(per, len(results.runs[method, weights[0]].pixels))):
-            cells = "".join(f'<span class="gl-frame gl-{results.runs[method, w].verdicts()[k]}">'
-                            f'<img src="{render.data_uri(results.runs[method, w].pixels[k])}" alt="{method} w={w:g} sample '
-                            f'{k + 1}"></span>' for w in weights)
-            rows.append(f'<div class="gl-row" style="--gl-colour: {GUIDANCE[method].colour}">'
-                        f'<div class="gl-label"><span class="gl-meta">sample {k + 1}</span></div>'
-                        f'<div class="gl-cells" style="--gl-columns: {len(weights)}">{cells}</div></div>')
-        blocks.append("".join(rows))
-    return (f'<div class="gl-comparison gl-sweep"><div class="gl-caption">{html.escape(settings_line(results.base))}'
-            f' — the same seed for every w</div>{"".join(blocks)}</div>')
+        cells = []
+        for w in weights:
+            run = results.runs[method, w]
+            verdict, predicted = run.verdicts()[k], int(run.probs[k].argmax())
+            alt = f"sample {k + 1}, {GUIDANCE[method].title}, w = {w:g}: read as {predicted}, {verdict}"
+            cells.append(f'<span class="gl-frame gl-{verdict}"><img src="{render.data_uri(run.pixels[k])}" '
+                         f'alt="{html.escape(alt)}"><span class="gl-verdict" aria-hidden="true">'
+                         f'{VERDICT_MARKS[verdict]} {predicted}</span></span>')
+        rows.append(f'<div class="gl-row" style="--gl-colour: {GUIDANCE[method].colour}">'
+                    f'<div class="gl-label"><span class="gl-name">{html.escape(short_title(method))}</span></div>'
+                    f'<div class="gl-cells" style="--gl-columns: {len(weights)}">{"".join(cells)}</div></div>')
+    caption = settings_line(results.base, show_w=False)
+    return (f'<div class="gl-comparison gl-sweep" style="--gl-rows: {len(methods)}"><div class="gl-caption">'
+            f'{html.escape(caption)}, sample {k + 1} — the same seed and noise for every w</div>{"".join(rows)}'
+            f'</div>')
 
 
 def sweep_tradeoff(results: Results):
