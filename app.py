@@ -47,7 +47,7 @@ def attach(service: Service, out_dir: Path, weights_folder: Path | None = None) 
 def serve(host: str = "127.0.0.1", port: int = 7860, block: bool = True, max_queue: int = server.MAX_QUEUE
           ) -> gr.Blocks:
     """Build the UI and start the server (returns once it accepts connections if block is False)."""
-    return server.launch(build(), host, port, block=block, max_queue=max_queue, theme=gr.themes.Soft(), css=CSS,
+    return server.launch(build(), host, port, block=block, max_queue=max_queue, theme=page.theme(), css=CSS,
                          head=page.head(), footer_links=["gradio"])
 
 

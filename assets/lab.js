@@ -112,6 +112,14 @@
     if (!isWeight(event.target)) return;
     setTimeout(() => { if (!GL.fromLadder()) askServer(0); }, 0);
   }, true);
+  // ---- accessibility: names for the few Gradio controls that have none ---------------------------------------
+  const NAMES = { "#gif .image-container button": "Animation of the followed sample's denoising, every method" };
+  new MutationObserver(() => {
+    for (const [selector, name] of Object.entries(NAMES)) {
+      document.querySelectorAll(`${selector}:not([aria-label])`).forEach((el) => el.setAttribute("aria-label", name));
+    }
+  }).observe(document.documentElement, { childList: true, subtree: true });
+
   document.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && isWeight(event.target)) {
       setTimeout(() => { if (!GL.fromLadder()) askServer(0); }, 0);

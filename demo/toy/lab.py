@@ -171,7 +171,7 @@ def moments_table(result: ToyResult) -> str:
     """Markdown: sample mean/std per method next to those of the exact tilted density q_w."""
     xx, yy, _, tilted = density_grid(result.mixture, result.request.label, result.request.weight)
     target_mean, target_std = grid_moments(xx, yy, tilted)
-    lines = ["| | mean | std | distance of mean to q_w's | std / q_w's std |", "|---|---|---|---|---|",
+    lines = ["| points | mean | std | distance of mean to q_w's | std / q_w's std |", "|---|---|---|---|---|",
              f"| **exact tilted q_w** | ({target_mean[0]:+.2f}, {target_mean[1]:+.2f}) | "
              f"({target_std[0]:.2f}, {target_std[1]:.2f}) | – | – |"]
     for method, x in result.finals.items():
@@ -248,7 +248,7 @@ def toy_panels(panels: dict[str, dict], extent: float, title: str, colours: dict
         ax.set_xlim(-extent, extent)
         ax.set_ylim(-extent, extent)
         ax.set_aspect("equal")
-        ax.set_title(name, fontsize=12, fontweight="bold", color=colours.get(name, "k"))
+        ax.set_title(name, fontsize=12, fontweight="bold")
         ax.tick_params(labelsize=9)
     fig.suptitle(title, fontsize=10.5, wrap=True)
     return fig

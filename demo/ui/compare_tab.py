@@ -29,7 +29,8 @@ PICK_JS = """element.addEventListener('click', (event) => {
   const cell = event.target.closest('[data-sample]');
   if (!cell) return;
   element.querySelectorAll('.gl-selected').forEach((c) => c.classList.remove('gl-selected'));
-  cell.classList.add('gl-selected');
+  element.querySelectorAll(`.gl-cell[data-sample="${cell.dataset.sample}"]`).forEach((c) => c.classList.add('gl-selected'));
+  window.GL?.setParams({follow: Number(cell.dataset.sample)});
   trigger('click', {sample: Number(cell.dataset.sample)});
 });"""
 OUTDATED_JS = "() => { document.querySelector('#comparison')?.classList.add('gl-outdated'); }"
@@ -298,7 +299,6 @@ def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs):
     gr.on([w["generate"].click, w["trigger"].click, w["dice"].click, *changes], None, cancels=ladders,
           api_visibility="private")
     pick = w["comparison"].click(on_pick, w["follow"], w["follow"], api_visibility="private")
-    pick.then(None, inputs=[w["follow"]], js="(f) => { GL.setParams({follow: f}); }")
     pick.then(on_trajectory, inputs_kwargs=inputs, outputs=trajectory_outputs, api_visibility="private",
               show_progress="minimal", **sampling)
     w["mode"].change(on_mode, w["mode"], [w["same_group"], w["own_group"]], api_visibility="private", queue=False)

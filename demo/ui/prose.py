@@ -1,7 +1,9 @@
 """The words the app shows (kept out of app.py so the layout stays readable)."""
 from demo.engine.config import GUIDES, SIGMA_MAX, SIGMA_MIN
 
-HEADER = """**Guidance Lab** · one diffusion model, five ways to guide it (and none): every column shares its seed
+HEADER = """# Guidance Lab
+
+· one diffusion model, five ways to guide it (and none): every column shares its seed
 and noise, so compare down a column. **w = 0 is unguided sampling for every method.**"""
 
 SWEEP_INTRO = """Samples at w ∈ {{{weights}}} for every guided method, with the digit, seed and settings of the Compare

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 SCALE = 4                    # 28 px -> 112 px
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")   # one per line of a plot, so that colour is never the only cue
 BACKGROUND = (255, 255, 255)
 INK = (40, 40, 48)
 
@@ -101,8 +102,9 @@ def step_panels(panels: list[tuple[str, str, dict[str, np.ndarray], bool, tuple 
     Each panel: (title, y label, {name: values}, log scale, y limits)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.9), dpi=100, layout="constrained")
     for ax, (title, ylabel, series, log, ylim) in zip(np.atleast_1d(axes), panels):
-        for name, values in series.items():
-            ax.plot(steps[: len(values)], values, label=name, color=colours.get(name), lw=2.2)
+        for k, (name, values) in enumerate(series.items()):      # a marker each: not told by colour alone
+            ax.plot(steps[: len(values)], values, label=name, color=colours.get(name), lw=2.2,
+                    marker=MARKERS[k % len(MARKERS)], markevery=max(1, len(values) // 8), ms=6)
         if log:
             ax.set_yscale("symlog", linthresh=1e-2)
         if ylim:
@@ -121,9 +123,9 @@ def tradeoff(points: dict[str, list[tuple[float, float, float]]], xlabel: str, y
              title: str, colours: dict[str, str]) -> plt.Figure:
     """Per-method curves of (x, y) points annotated with their guidance weight w: (w, x, y) triples."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100, layout="constrained")
-    for name, triples in points.items():
+    for k, (name, triples) in enumerate(points.items()):
         ws, xs, ys = zip(*triples)
-        ax.plot(xs, ys, "o-", label=name, color=colours.get(name), lw=2)
+        ax.plot(xs, ys, "-", marker=MARKERS[k % len(MARKERS)], label=name, color=colours.get(name), lw=2)
         for w, x, y in triples:
             ax.annotate(f"{w:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     _decorate(ax, xlabel, ylabel, title)

@@ -2,14 +2,26 @@
 stored evaluation's measured trade-offs."""
 from __future__ import annotations
 
+import html
+from pathlib import Path
+
 import gradio as gr
 
+from demo.engine.config import ASSETS_DIR
 from demo.serving import service as svc
 from demo.ui import form, views
 from demo.ui.common import Runtime, follow, slider, user_errors
 from demo.ui.form import SWEEP
 from demo.ui.page import TABS
 from demo.ui.prose import SWEEP_INTRO
+
+PLOT_ALT = {"evaluation_accuracy": "Class accuracy of every method against w, mean ± sd over seeds, with the real-data "
+                                   "floor",
+            "evaluation_fid": "FID against w for every method (lower is better), mean ± sd over seeds, with the "
+                              "real-data floor",
+            "evaluation_precision_recall": "Precision against recall of every method as w grows",
+            "evaluation_classifier_fooling": "Classifier guidance: the guiding classifier's own confidence against "
+                                             "the evaluation classifier's accuracy as w grows"}
 
 
 @user_errors
@@ -47,12 +59,11 @@ def tab(compare: dict):
         stored = views.saved_results()
         if stored is not None:
             table, plot_files = stored
-            gr.Markdown("### Measured trade-offs on the whole model (precomputed, `python -m demo.science.evaluate`)")
-            for pair in (plot_files[:2], plot_files[2:]):
-                with gr.Row(elem_classes="evaluation-plots"):
-                    for path in pair:
-                        gr.Image(path, show_label=False, container=False, buttons=[], min_width=280,
-                                 interactive=False)
+            gr.Markdown("## Measured trade-offs on the whole model (precomputed, `python -m demo.science.evaluate`)")
+            gr.set_static_paths([ASSETS_DIR])
+            figures = "".join(f'<img src="gradio_api/file={html.escape(str(path))}" alt="{html.escape(PLOT_ALT.get(Path(path).stem, ""))}">'
+                              for path in plot_files)
+            gr.HTML(f'<div class="gl-evaluation-plots">{figures}</div>', padding=False)
             with gr.Accordion("The numbers", open=False):
                 gr.Markdown(table)
     inputs = {**{name: compare[name] for name in SWEEP.names if name != "sample"}, "sample": sample}

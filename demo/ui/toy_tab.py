@@ -44,7 +44,7 @@ def on_arrive(request: gr.Request):
 
 def tab(blocks: gr.Blocks) -> None:
     with gr.Tab(TABS["lab"], id="lab") as lab_tab:
-        gr.Markdown(TOY_INTRO, latex_delimiters=LATEX)
+        gr.Markdown(TOY_INTRO, latex_delimiters=LATEX, elem_id="lab-intro")
         w = {}
         with gr.Row():
             with gr.Column(scale=0, min_width=280):
