@@ -88,7 +88,10 @@ def dpmpp_3m_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float, 
     x' = (sigma'/sigma) x - (e^-h - 1) D + phi_2 d1 - phi_3 d2,   phi_2 = (e^-h - 1)/h + 1,  phi_3 = phi_2/h - 1/2,
     d1_0 = (D - D_1)/r_0, d1_1 = (D_1 - D_2)/r_1, d1 = d1_0 + (d1_0 - d1_1) r_0/(r_0 + r_1), d2 = (d1_0 - d1_1)/(r_0 + r_1).
     With one earlier estimate it is second order (x' += phi_2 (D - D_1)/r_0); the first step and the last
-    (sigma' = 0) are the DDIM step."""
+    (sigma' = 0) are the DDIM step. Note: d2 ~ h^2 D''/2, so the D'' term enters with half its Taylor weight (as
+    in k-diffusion and the DPM-Solver reference code); with the Euler first step the global error is second order
+    in h, but with a smaller constant: on the analytic mixture it beats (2M) from 12 steps, and the exactly
+    weighted form (2 phi_3 d2) at 8-32 steps (measured for tests/test_solvers.py)."""
     if not previous or sigma_next == 0:
         return ddim_step(x, denoised, sigma, sigma_next, noise, previous)
     h = math.log(sigma / sigma_next)
