@@ -6,7 +6,7 @@ from pathlib import Path
 
 from demo.engine.config import GUIDES
 from demo.engine.guidance import GUIDANCE
-from demo.science.plots import plt
+from demo.science.plots import matplotlib, plt
 
 SOLVER_COLOURS = {"ddim": "#6b7280", "dpmpp_2m": "#2563eb", "dpmpp_3m": "#db2777"}
 GUIDE_COLOURS = {"default": "#059669", "collapses_early": "#dc2626", "mild": "#d97706"}
@@ -42,26 +42,28 @@ def solver_figure(solver: dict, plan, reference: dict) -> plt.Figure:
 
 
 def size_figure(size: dict) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=110, layout="constrained")
-    labelled = set()
-    for name, c in size["candidates"].items():
-        for s, v in c["settings"].items():
-            for method, d in v["methods"].items():
+    """Each (network, solver settings) a column, sorted by the FLOPs of a default comparison; a dot per method."""
+    columns = sorted(((v["gflop"], name, s, v) for name, c in size["candidates"].items()
+                      for s, v in c["settings"].items()), key=lambda col: col[0])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(columns) + 2), 4.4), dpi=110, layout="constrained")
+    methods = [m for m in GUIDANCE if m != "unguided"]
+    for x, (gflop, name, s, v) in enumerate(columns):
+        for k, method in enumerate(methods):
+            d = v["methods"].get(method)
+            if d:
                 g = GUIDANCE[method]
-                ax.errorbar(v["gflop"], d["best_fid"], yerr=d["best_fid_sd"], fmt="o", color=g.colour, ms=4,
-                            capsize=2, label=g.short_title if method not in labelled else None)
-                labelled.add(method)
-            if v["methods"]:
-                top = max(d["best_fid"] for d in v["methods"].values())
-                ax.annotate(f"{name}\n{s}", (v["gflop"], top), fontsize=6, ha="center", va="bottom",
-                            xytext=(0, 4), textcoords="offset points")
-    ax.axvline(30, color="#111827", ls=":", lw=1, label="goal: 30 GFLOP")
-    ax.set_xscale("log")
-    ax.set_xlabel("GFLOP per default comparison (6 methods x 8 samples, no probe)")
+                ax.errorbar(x + 0.12 * (k - 2), d["best_fid"], yerr=d["best_fid_sd"], fmt="o", color=g.colour, ms=4,
+                            capsize=2, label=g.short_title if x == 0 else None)
+    ax.set_xticks(range(len(columns)), [f"{name}\n{s}\n{gflop:.0f} GFLOP" for gflop, name, s, _ in columns],
+                  fontsize=7)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.set_ylabel("best FID over w (classifier features)")
-    ax.set_title("Size study: each method's best FID vs the cost of a comparison", fontsize=10)
+    ax.set_title("Size study: each method's best FID (± sd over seeds), cheapest comparison first (no probe)",
+                 fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncols=3)
     return fig
 
 

@@ -130,10 +130,11 @@ def summary(size: dict, solver: dict, plan) -> str:
     """The compact table the run prints last (FID mean±sd; * = outside seed noise of the reference)."""
     lines = [f"FLOP study on {size['device']} (bit-reproducible: {size['reproducible']}). FID = FID (classifier "
              "features), mean±sd over seeds; * = outside seed noise (2 sd) of the reference", "",
-             "net         params MFLOP/sample budget GFLOP per comparison at steps (no probe/with probe)"]
+             "net         params MFLOP/sample CPUx budget GFLOP per comparison at steps (no probe/with probe)"]
     for name, c in size["candidates"].items():
         g = " ".join(f"{n}:{v['plain']:.0f}/{v['recorded']:.0f}" for n, v in c["comparison_gflop"].items())
-        lines.append(f"{name:<11} {c['parameters']:>6} {c['denoiser_mflop']:>12.1f} {c['budget_steps']:>6} {g}")
+        lines.append(f"{name:<11} {c['parameters']:>6} {c['denoiser_mflop']:>12.1f} {c['cpu_time_vs_current']:>4.2f} "
+                     f"{c['budget_steps']:>6} {g}")
     ref = size["reference"]["points"]
     keys = [f"{m}@{w:g}" for m, w in plan.points]
     short = {"unguided": "ung", "cfg": "cfg", "autoguidance": "ag", "gfcg": "gfcg", "gfcg_ag": "gf+ag",

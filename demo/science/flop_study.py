@@ -192,8 +192,10 @@ def tasks(plan: Plan, parts: set[str], costs: dict, work: Path, done: set[str]) 
 def costs_of(plan: Plan) -> tuple[dict, dict]:
     """size_study.costs of the plan's candidates, with each one's budget steps."""
     costs, per_sample = size.costs(plan.candidates, plan.main_iterations, plan.batch_size)
+    cpu = size.cpu_ms_per_row(plan.candidates, *((8, 1) if plan.per_class < PER_CLASS else (64, 5)))
     for name, cost in costs.items():
-        per_sample[name]["budget_steps"] = budget_steps(plan, cost)
+        per_sample[name] |= {"budget_steps": budget_steps(plan, cost), "cpu_ms_per_row": round(cpu[name], 3),
+                             "cpu_time_vs_current": round(cpu[name] / cpu.get("current", cpu[name]), 3)}
     return costs, per_sample
 
 

@@ -176,6 +176,22 @@ def costs(candidates: tuple[Candidate, ...], main_iterations: int = MAIN.iterati
     return costs, per_sample
 
 
+def cpu_ms_per_row(candidates: tuple[Candidate, ...], rows: int = 64, rounds: int = 5) -> dict[str, float]:
+    """Indicative CPU cost of a denoiser call per row: best of `rounds` interleaved calls on `rows` rows with the
+    threads this process has (FLOPs are not time: small channel counts run convolutions less efficiently).
+    Speed claims belong to the bench (python -m demo.bench); this only ranks the candidates on one machine."""
+    nets = {c.name: Denoiser(c.unet).eval() for c in candidates}
+    x, label = torch.randn(rows, 1, 28, 28), torch.arange(rows) % 10
+    best = dict.fromkeys(nets, float("inf"))
+    with torch.inference_mode():
+        for _ in range(rounds + 1):                       # the first round warms up
+            for name, net in nets.items():
+                began = time.perf_counter()
+                net(x, 1.0, label)
+                best[name] = min(best[name], (time.perf_counter() - began) * 1e3 / rows)
+    return best
+
+
 def done_files(run: TrainingRun, work: Path = WORK) -> bool:
     folder = work / "networks" / run.name
     return all((folder / f"{file}.json").exists() for file, *_ in run.outputs)
