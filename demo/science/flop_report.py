@@ -189,6 +189,9 @@ class Study:
         self.runs = [json.loads(line) for line in self.runs_file.open()] if self.runs_file.exists() else []
         self.trainings = json.loads((self.results / "trainings.json").read_text()) \
             if (self.results / "trainings.json").exists() else {}
+        meta = {"device": device, "per_sample": per_sample,
+                "costs": {name: dataclasses.asdict(cost) for name, cost in costs.items()}}
+        (self.results / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         self.log = (self.results / "log.txt").open("a")
         self.last_pack = time.monotonic()
         self.began = self.last_pack if began is None else began

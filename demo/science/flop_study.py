@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import signal
 import sys
@@ -23,8 +24,10 @@ from pathlib import Path
 
 import torch
 
+from demo.engine import checkpoints
 from demo.engine.config import GUIDES
 from demo.engine.guidance import METHODS, uses_guide
+from demo.engine.pipeline import Models
 from demo.science import data, flop_report, flops, solver_study, study_pool
 from demo.science import size_study as size
 from demo.science.evaluate import PER_CLASS, WEIGHTS, Reference, measure, sample_all_classes
@@ -106,8 +109,6 @@ def setup_worker(device: str) -> dict:
 
 def networks(context: dict, c: size.Candidate, guide: str, method: str, work: Path):
     """The worker's cached Models with candidate c's denoiser and (for methods that use one) its guide."""
-    from demo.engine import checkpoints
-    from demo.engine.pipeline import Models
     device = context["device"]
     if "base" not in context:
         context["base"] = Models.load(device=device)
@@ -254,7 +255,7 @@ def per_sample_line(per_sample: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("run", "report"))
+    parser.add_argument("stage", choices=("run", "report"), help="report: rebuild WORK/results from runs.jsonl")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=size.WORK, help="where flop_study.tar.gz goes")
     parser.add_argument("--work", type=Path, default=size.WORK, help="networks, state and results (resumable)")
@@ -267,9 +268,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage == "run":
         run(args)
         return
-    plan = QUICK if args.quick else Plan()
-    costs, per_sample = costs_of(plan)
-    study = flop_report.Study(plan, args.work.resolve(), args.out.resolve(), args.device, costs, per_sample)
+    plan, work = QUICK if args.quick else Plan(), args.work.resolve()
+    meta = json.loads((work / "results" / "meta.json").read_text())      # as measured by the run
+    costs = {name: flops.ComparisonCost(**cost) for name, cost in meta["costs"].items()}
+    study = flop_report.Study(plan, work, args.out.resolve(), meta["device"], costs, meta["per_sample"])
     print(study.report(final=True))
 
 
