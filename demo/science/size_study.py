@@ -246,7 +246,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, help="ship: size_study.json (default: WORK/results/)")
     parser.add_argument("--to", type=Path, help="ship: the weights folder to write (required; weights/ only if named)")
     parser.add_argument("--suffix", default="_fast", help="ship: file name suffix (denoiser_fast, ...)")
-    parser.add_argument("--work", type=Path, default=WORK, help="ship: the study's work folder (networks/)")
+    parser.add_argument("--work", type=Path, default=WORK, help="the study's work folder (networks/, results/)")
     args, rest = parser.parse_known_args()
     args.results = args.results or args.work / "results" / "size_study.json"
     if args.stage == "flops":
@@ -259,7 +259,8 @@ def main() -> None:
         ship(args.candidate, args.setting, args.results, args.to, args.suffix, args.work)
     else:
         from demo.science import flop_study
-        flop_study.main(["run", "--parts", "train" if args.stage == "train" else "size", *rest])
+        flop_study.main(["run", "--parts", "train" if args.stage == "train" else "size", "--work", str(args.work),
+                         *rest])
 
 
 if __name__ == "__main__":
