@@ -149,18 +149,19 @@ def summary(size: dict, solver: dict, plan) -> str:
                      for k in keys]
             lines.append(f"{net:<10}{s:<12}{v['gflop']:>5.0f} {str(v['holds']):<5}" +
                          "".join(f"{fmt(v['points'].get(k), m):>11}" for k, m in zip(keys, marks)))
-    lines += ["", "Per method: best FID (its w) / default w = smallest within noise of the best: FID there"]
+    lines += ["", "Per method: best FID (its w) / default w = smallest within noise of the best: FID there;",
+              "autoguidance per guide: best FID (w), FID at w=3 over the best, w where FID doubles"]
     for name, c in size["candidates"].items():
         for s, v in c["settings"].items():
             cells = [f"{short[m]} {d['best_fid']:.2f}({d['best_w']:g})/{d['default_w']:g}:{d['fid_at_default']:.2f}"
                      for m, d in v["methods"].items()]
             lines.append(f"{name:<10}{s:<12}{v['gflop']:>4.0f} ung {fmt(v['unguided'])}  " + "  ".join(cells))
-            guides = [f"{g}: {d['best_fid']:.2f}({d['best_w']:g}) w3/best "
-                      f"{'-' if d['fid_w3_over_best'] is None else format(d['fid_w3_over_best'], '.1f')}x doubles "
+            guides = [f"{g} {d['best_fid']:.2f}({d['best_w']:g}) "
+                      f"{'-' if d['fid_w3_over_best'] is None else format(d['fid_w3_over_best'], '.1f')}x "
                       f"{'-' if d['fid_doubles_at_w'] is None else format(d['fid_doubles_at_w'], '.1f')}"
                       for g, d in v["guides"].items()]
             if guides:
-                lines.append(f"{'':<10}autoguidance guides  " + " | ".join(guides))
+                lines.append(f"{'':<10}guides: " + " | ".join(guides))
     return "\n".join(lines) + "\n"
 
 
