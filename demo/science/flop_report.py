@@ -187,7 +187,7 @@ class Study:
         self.results = work / "results"
         self.results.mkdir(parents=True, exist_ok=True)
         self.runs_file = self.results / "runs.jsonl"
-        self.runs = [json.loads(line) for line in self.runs_file.open()] if self.runs_file.exists() else []
+        self.runs = read_lines(self.runs_file)
         self.trainings = json.loads((self.results / "trainings.json").read_text()) \
             if (self.results / "trainings.json").exists() else {}
         meta = {"device": device, "per_sample": per_sample,
@@ -230,6 +230,17 @@ class Study:
         path = pack(self.work, self.out / "flop_study.tar.gz")
         self.last_pack = time.monotonic()
         return path
+
+
+def read_lines(path: Path) -> list[dict]:
+    """The JSON lines of a results file; a last line cut by a kill is skipped."""
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
 
 
 def pack(work: Path, path: Path) -> Path:
