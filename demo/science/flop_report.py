@@ -196,6 +196,7 @@ class Study:
         self.log = (self.results / "log.txt").open("a")
         self.last_pack = time.monotonic()
         self.began = self.last_pack if began is None else began
+        self.failures = 0
 
     def say(self, line: str, stdout: bool = True) -> None:
         line = f"[{time.monotonic() - self.began:4.0f} s] {line}"
@@ -217,9 +218,13 @@ class Study:
                 file.write(json.dumps(result) + "\n")
 
     def on_note(self, key: str, message) -> None:
+        """A worker's note or failure: the log keeps every traceback, stdout the first 20 failures' last lines."""
         text = str(message)
-        self.say(f"{key}: {text.strip().splitlines()[-1] if 'Traceback' in text else text}")
-        if "Traceback" in text:
+        failure = "Traceback" in text or "died" in text
+        self.failures += failure
+        shown = not failure or self.failures <= 20
+        self.say(f"{key}: {text.strip().splitlines()[-1] if failure else text}", stdout=shown)
+        if failure:
             self.say(text, stdout=False)
 
     def report(self, final: bool) -> str:

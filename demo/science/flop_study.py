@@ -202,6 +202,8 @@ def costs_of(plan: Plan) -> tuple[dict, dict]:
 
 def run(args: argparse.Namespace) -> str:
     began = time.monotonic()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit(f"--device {args.device}: torch {torch.__version__} sees no CUDA device here")
     plan = QUICK if args.quick else Plan()
     if args.data:
         os.environ[data.SOURCE_ENV] = str(args.data.resolve())      # inherited by the spawned workers
