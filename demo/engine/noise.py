@@ -16,8 +16,8 @@ def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float
 
 
 def training_sigmas(batch_size: int, p_mean: float, p_std: float, generator: torch.Generator) -> Tensor:
-    """ln(sigma) ~ N(P_mean, P_std^2) (Karras et al. 2022, Table 1). Shape (batch_size,)."""
-    return (torch.randn(batch_size, generator=generator) * p_std + p_mean).exp()
+    """ln(sigma) ~ N(P_mean, P_std^2) (Karras et al. 2022, Table 1). Shape (batch_size,), on the generator's device."""
+    return (torch.randn(batch_size, generator=generator, device=generator.device) * p_std + p_mean).exp()
 
 
 class NoiseSource:

@@ -37,9 +37,9 @@ from demo.science.data import load_mnist
 def denoiser_loss(net: Denoiser, y: Tensor, label: Tensor, cfg: TrainConfig, gen: torch.Generator) -> Tensor:
     """EDM loss (Karras et al. 2022, Eq. 2 with lambda of Table 1) with label dropout p_uncond for CFG."""
     sigma = training_sigmas(len(y), cfg.p_mean, cfg.p_std, gen)
-    drop = torch.rand(len(y), generator=gen) < cfg.p_uncond
+    drop = torch.rand(len(y), generator=gen, device=gen.device) < cfg.p_uncond
     label = torch.where(drop, torch.full_like(label, NULL_LABEL), label)
-    x = y + sigma.view(-1, 1, 1, 1) * torch.randn(y.shape, generator=gen)
+    x = y + sigma.view(-1, 1, 1, 1) * torch.randn(y.shape, generator=gen, device=gen.device)
     weight = (sigma**2 + net.config.sigma_data**2) / (sigma * net.config.sigma_data) ** 2
     return (weight.view(-1, 1, 1, 1) * (net(x, sigma, label) - y) ** 2).mean()
 
@@ -48,7 +48,7 @@ def classifier_loss(net: NoisyClassifier, y: Tensor, label: Tensor, cfg: TrainCo
                     gen: torch.Generator) -> Tensor:
     """Cross-entropy of p(label | x, sigma) on noised digits (Dhariwal & Nichol 2021, Sec. 4)."""
     sigma = training_sigmas(len(y), cfg.p_mean, cfg.p_std, gen)
-    x = y + sigma.view(-1, 1, 1, 1) * torch.randn(y.shape, generator=gen)
+    x = y + sigma.view(-1, 1, 1, 1) * torch.randn(y.shape, generator=gen, device=gen.device)
     return F.cross_entropy(net(x, sigma), label)
 
 
@@ -56,9 +56,9 @@ def random_affine(y: Tensor, gen: torch.Generator, degrees: float = 12, shift: f
                   scale: float = 0.1) -> Tensor:
     """Small random rotation / scale / translation (data augmentation for the evaluation classifier)."""
     n = len(y)
-    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(degrees)
-    s = 1 + (torch.rand(n, generator=gen) * 2 - 1) * scale
-    t = (torch.rand(n, 2, generator=gen) * 2 - 1) * shift * 2
+    angle = (torch.rand(n, generator=gen, device=gen.device) * 2 - 1) * math.radians(degrees)
+    s = 1 + (torch.rand(n, generator=gen, device=gen.device) * 2 - 1) * scale
+    t = (torch.rand(n, 2, generator=gen, device=gen.device) * 2 - 1) * shift * 2
     cos, sin = angle.cos() / s, angle.sin() / s
     theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(y.shape), align_corners=False)
@@ -105,52 +105,83 @@ def test_accuracy(net: nn.Module, device: torch.device, sigma: float | None = No
     return (logits.argmax(1) == label).float().mean().item()
 
 
+class EMAs:
+    """Exponential moving averages of the weights, one per half-life h (in iterations): beta = 0.5 ** (1 / h).
+    Updated with one multi-tensor op per EMA over every float tensor (torch._foreach_*: a few kernels on a GPU, not
+    one per tensor), computed as ema * beta + p * (1 - beta) exactly as the per-tensor form; integer buffers
+    (e.g. BatchNorm's counter) are copied."""
+
+    def __init__(self, net: nn.Module, halflives: tuple[int, ...]):
+        self.nets = {h: copy.deepcopy(net).eval().requires_grad_(False) for h in halflives}
+        self.betas = {h: 0.5 ** (1 / h) for h in halflives}
+        self.source = self._split(net)
+        self.targets = {h: self._split(ema) for h, ema in self.nets.items()}
+
+    @staticmethod
+    def _split(net: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
+        tensors = list(net.state_dict().values())     # views of the live storage (load_state_dict copies in)
+        return [t for t in tensors if t.is_floating_point()], [t for t in tensors if not t.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        floats, others = self.source
+        for h, (ema_floats, ema_others) in self.targets.items():
+            torch._foreach_mul_(ema_floats, self.betas[h])
+            torch._foreach_add_(ema_floats, torch._foreach_mul(floats, 1 - self.betas[h]))
+            for target, value in zip(ema_others, others):
+                target.copy_(value)
+
+
+LOG_EVERY = 100                 # iterations between loss read-outs (.item() waits for the GPU)
+
+
 def train(job: Job, device: torch.device, state_path: Path, halflives: tuple[int, ...] = (),
-          snapshots: tuple[int, ...] = ()) -> Iterator[tuple[int, dict[int, nn.Module]]]:
+          snapshots: tuple[int, ...] = (), progress: bool = True) -> Iterator[tuple[int, dict[int, nn.Module]]]:
     """Train `job` (resumable from state_path), keeping one EMA of the weights per half-life (job's own first).
-    Yields (iteration, {half-life: EMA network}) at each snapshot iteration and at the end."""
+    Yields (iteration, {half-life: EMA network}) at each snapshot iteration and at the end.
+
+    The training digits live on `device` and every random draw (data order, noise levels, noise, label dropout)
+    comes from one generator there: on the CPU the run is reproducible bit for bit (tests/test_train.py); on a
+    GPU the kernels are not deterministic, so neither is the run."""
     cfg = job.train
     halflives = tuple(dict.fromkeys((cfg.ema_halflife, *halflives)))
     torch.manual_seed(cfg.seed)                        # parameter initialisation only
     net = job.build().to(device)
-    emas = {h: copy.deepcopy(net).eval().requires_grad_(False) for h in halflives}
+    emas = EMAs(net, halflives)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-    gen = torch.Generator().manual_seed(cfg.seed)      # data order, noise, dropout (on CPU: reproducible)
+    gen = torch.Generator(device).manual_seed(cfg.seed)
     start = 0
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=True)
         net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
-        for h, ema in emas.items():
+        for h, ema in emas.nets.items():
             ema.load_state_dict(state["emas"][str(h)])
-        gen.set_state(state["gen"])
-        torch.set_rng_state(state["torch_rng"])        # dropout
+        gen.set_state(state["gen"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())  # dropout
         start = state["iteration"]
-    y_all, label_all = load_mnist("train")
-    betas = {h: 0.5 ** (1 / h) for h in halflives}
-    bar = tqdm(range(start, cfg.iterations), desc=state_path.parent.name, initial=start, total=cfg.iterations)
+    y_all, label_all = (t.to(device) for t in load_mnist("train"))
+    net.train()
+    bar = tqdm(range(start, cfg.iterations), desc=state_path.parent.name, initial=start, total=cfg.iterations,
+               disable=not progress)
     for it in bar:
-        idx = torch.randint(len(y_all), (cfg.batch_size,), generator=gen)
-        net.train()
-        loss = job.loss(net, y_all[idx].to(device), label_all[idx].to(device), cfg, gen)
+        idx = torch.randint(len(y_all), (cfg.batch_size,), generator=gen, device=device)
+        loss = job.loss(net, y_all[idx], label_all[idx], cfg, gen)
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, it)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            params = list(net.state_dict().values())
-            for h, ema in emas.items():
-                for p_ema, p in zip(ema.state_dict().values(), params):
-                    p_ema.copy_(p_ema * betas[h] + p * (1 - betas[h])) if p_ema.is_floating_point() else p_ema.copy_(p)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        emas.update()
         done = it + 1
+        if progress and (done % LOG_EVERY == 0 or done == cfg.iterations):
+            bar.set_postfix(loss=f"{loss.item():.4f}")
         if done % cfg.checkpoint_every == 0 and done < cfg.iterations:
             state_path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"net": net.state_dict(), "emas": {str(h): e.state_dict() for h, e in emas.items()},
+            torch.save({"net": net.state_dict(), "emas": {str(h): e.state_dict() for h, e in emas.nets.items()},
                         "opt": opt.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
                         "iteration": done}, state_path)
         if done in snapshots or done == cfg.iterations:
-            yield done, emas
+            yield done, emas.nets
 
 
 def run(name: str, device: torch.device, out: Path) -> None:
