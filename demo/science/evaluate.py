@@ -79,10 +79,11 @@ class Reference:
 
 def sample_all_classes(models: Models, method: str, weight: float, per_class: int, seed: int = 0,
                        sampler: SamplerConfig = SamplerConfig(), batch_size: int = 250,
-                       options: dict | None = None, guide: str | None = None) -> tuple[Tensor, Tensor]:
+                       options: dict | None = None, guide: str | None = None, interval: Interval = Interval()
+                       ) -> tuple[Tensor, Tensor]:
     """per_class samples of every class: images (N, 1, 28, 28) and their target labels (N,). `options`: a
     method's options (GFCG_OPTIONS); `guide`: the autoguidance guide by name (None: the default)."""
-    guidance = make_guidance(method, weight, Interval(), options=options, **models.guidance_models(guide))
+    guidance = make_guidance(method, weight, interval, options=options, **models.guidance_models(guide))
     labels = torch.arange(NUM_CLASSES).repeat_interleave(per_class)
     images = [final(sample_runs(models, [RunSpec(guidance, labels[i:i + batch_size], seed + i)], sampler,
                                 record=False)).cpu() for i in range(0, len(labels), batch_size)]
@@ -121,18 +122,19 @@ def summarise(per_seed: list[dict]) -> dict:
 
 def evaluate_point(models: Models, method: str, weight: float, reference: Reference, per_class: int = PER_CLASS,
                    seeds: tuple[int, ...] = SEEDS[:2], sampler: SamplerConfig = SamplerConfig(),
-                   options: dict | None = None, guide: str = "") -> dict:
-    """One (method, w) point, mean +- sd over seeds. `options`: a GFCG variant; `guide`: a non-default guide."""
+                   options: dict | None = None, guide: str = "", interval: Interval = Interval()) -> dict:
+    """One (method, w) point, mean +- sd over seeds. `options`: a GFCG variant; `guide`: a non-default guide;
+    `interval`: the guidance interval."""
     start, per_seed = time.perf_counter(), []
     for seed in seeds:
         images, labels = sample_all_classes(models, method, weight, per_class, seed, sampler, options=options,
-                                            guide=guide or None)
+                                            guide=guide or None, interval=interval)
         per_seed.append(measure(models, images, labels, reference, sampler.sigma_min))
     seconds = time.perf_counter() - start
     variant = ", ".join(f"{k}={v}" for k, v in (options or {}).items())
     return {"method": method, "w": weight, "variant": variant, "guide": guide,
             "samples": per_class * NUM_CLASSES, "seeds": len(seeds), **summarise(per_seed),
-            "nfe_per_sample": nfe_per_sample(method, weight, Interval(), sampler),
+            "nfe_per_sample": nfe_per_sample(method, weight, interval, sampler),
             "seconds_per_sample": seconds / (per_class * NUM_CLASSES * len(seeds))}
 
 
