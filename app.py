@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+from demo.serving.settings import quiet_network
+
+quiet_network(os.environ)      # no analytics, no telemetry, offline unless the weights come from the Hub
 
 from pathlib import Path  # noqa: E402
 
@@ -51,8 +52,11 @@ def serve(host: str = "127.0.0.1", port: int = 7860, block: bool = True, max_que
                          head=page.head(), footer_links=["gradio"])
 
 
+prepare = compare_tab.prepare          # sample the default comparison before the first visitor (server.start)
+
+
 def main() -> None:
-    server.main(server.AppParts(serve=serve, prepare=compare_tab.prepare, attach=attach))
+    server.main(server.AppParts(serve=serve, prepare=prepare, attach=attach))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Shared fixtures: the analytic 2-D Gaussian mixture (exact oracle) and the shipped models (loaded once)."""
+"""Shared fixtures: the analytic 2-D Gaussian mixture (exact oracle), the shipped models (loaded once), a copy
+of the weights, and a server started with the tools' launcher (demo/tools/launcher.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import network_guard
@@ -60,10 +62,18 @@ def models():
 ROOT = Path(__file__).resolve().parent.parent
 
 
-from demo.tools.classroom import free_port, launch_app  # noqa: E402,F401 (the tests' server launcher)
+from demo.tools.launcher import free_port, launch_app  # noqa: E402,F401 (the tests' server launcher)
 
 
 @pytest.fixture(scope="module")
 def server():
     with launch_app() as (url, _):
         yield url
+
+
+@pytest.fixture()
+def weights_copy(tmp_path) -> Path:
+    """A copy of weights/ that a test may damage."""
+    folder = tmp_path / "weights"
+    shutil.copytree(ROOT / "weights", folder)
+    return folder

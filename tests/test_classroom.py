@@ -4,12 +4,13 @@ from __future__ import annotations
 import pytest
 
 from demo.tools import classroom as loadtest
+from demo.tools.launcher import launch_app
 
 
 @pytest.mark.slow
 def test_twelve_students_at_once_get_what_each_would_get_alone(tmp_path):
     students = [loadtest.Student(label=k % 10, seed=100 + k, num_samples=4, num_steps=8) for k in range(12)]
-    with loadtest.launch_app() as (url, process):
+    with launch_app() as (url, process):
         served = loadtest.classroom(url, students, tmp_path)
         assert process.poll() is None
     assert served["errors"] == []

@@ -115,7 +115,7 @@ def test_load_cancellation_memory_and_no_outbound_connections(tmp_path):
         assert listening_addresses(int(url.rsplit(":", 1)[1])) == {"127.0.0.1"}      # loopback by default
         small = loadtest.Student(label=6, seed=42, num_samples=2, num_steps=6)
         reference = loadtest.digits(Client(url, verbose=False, download_files=str(tmp_path / "ref")).predict(
-            *small.args(), api_name="/compare")[0])
+            **small.kwargs(), api_name="/compare")[0])
         for round_ in range(3):                          # 16 at once, half of them asking the same thing
             students = [small if k % 2 else loadtest.Student(k % 10, 1000 * round_ + k, 2.0, 2, 6) for k in range(16)]
             served = loadtest.classroom(url, students, tmp_path / f"round{round_}")
@@ -125,10 +125,10 @@ def test_load_cancellation_memory_and_no_outbound_connections(tmp_path):
 
         # a request cancelled mid-sampling leaves the server healthy
         client = Client(url, verbose=False, download_files=str(tmp_path / "cancel"))
-        job = client.submit(*loadtest.Student(3, 7, 2.0, 8, 400).args(), api_name="/compare")
+        job = client.submit(**loadtest.Student(3, 7, 2.0, 8, 400).kwargs(), api_name="/compare")
         time.sleep(1.5)
         job.cancel()
-        after = client.predict(*small.args(), api_name="/compare")
+        after = client.predict(**small.kwargs(), api_name="/compare")
         assert np.array_equal(loadtest.digits(after[0]), reference)
         assert process.poll() is None
     outbound = log.read_text() if log.exists() else ""
@@ -146,9 +146,9 @@ def test_two_replicas_answer_as_one_process(tmp_path):
     with launch_app() as (url_a, _), launch_app() as (url_b, _):
         a = Client(url_a, verbose=False, download_files=str(tmp_path / "a"))
         b = Client(url_b, verbose=False, download_files=str(tmp_path / "b"))
-        compared = a.predict(*student.args(), api_name="/compare")
-        here = a.predict(*student.args(), api_name="/trajectory")
-        there = b.predict(*student.args(), api_name="/trajectory")
+        compared = a.predict(**student.kwargs(), api_name="/compare")
+        here = a.predict(**student.kwargs(), api_name="/trajectory")
+        there = b.predict(**student.kwargs(), api_name="/trajectory")
     assert loadtest.digits(compared[0]).shape[0] > 0
     assert here[0] == there[0]                                              # the filmstrip, frame for frame
     assert Path(here[1]).read_bytes() == Path(there[1]).read_bytes()        # the GIF

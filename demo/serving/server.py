@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import errno
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ from demo.serving.guard import (
     setup_log,
     unprinted_user_errors,
 )
+from demo.serving.idle import quiet_when_idle
 from demo.serving.settings import MAX_QUEUE, Settings, StartupError, parse_settings
 
 OUTPUT_PREFIX = "guidance_lab-"
@@ -39,8 +41,10 @@ OUTPUT_PREFIX = "guidance_lab-"
 
 @dataclass(frozen=True)
 class AppParts:
-    """What app.py hands over: serve(host, port, block, max_queue) -> Blocks, prepare(service) warms the cache,
-    attach(service, output_folder) installs both for the handlers."""
+    """What app.py hands over: serve(host, port, block, max_queue) -> Blocks; prepare(service) warms the cache;
+    attach(service, output_folder, weights_folder) installs them for the handlers (weights_folder: where the
+    verified weights came from, weights/ or an hf:// snapshot; the guides' measured ranges are read from it:
+    findings.guide_range(key, weights_folder))."""
     serve: Callable
     prepare: Callable
     attach: Callable
@@ -100,17 +104,28 @@ def use_zerogpu(spaces) -> None:
     COMPUTE.use_device_call(lambda fn: spaces.GPU(unprinted_user_errors(fn)))
 
 
-def resolve_device(requested: str, on_zerogpu: bool, cuda_available: Callable[[], bool] = torch.cuda.is_available
-                   ) -> str:
+DEVICE = re.compile(r"^(cpu|mps|cuda(?::(\d{1,3}))?)$")
+
+
+def resolve_device(requested: str, on_zerogpu: bool, cuda_available: Callable[[], bool] = torch.cuda.is_available,
+                   cuda_count: Callable[[], int] = torch.cuda.device_count,
+                   mps_available: Callable[[], bool] = torch.backends.mps.is_available) -> str:
+    """auto, cpu, cuda, cuda:N or mps, checked against this machine (ZeroGPU: cuda, attached per request)."""
     if requested == "auto":
         return "cuda" if on_zerogpu or cuda_available() else "cpu"
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise StartupError(f"unknown device {requested!r}; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not (on_zerogpu or cuda_available()):
-        raise StartupError(f"device {requested} asked for, but torch {torch.__version__} sees no CUDA GPU; "
-                           f"use --device auto or cpu")
+    match = DEVICE.match(requested)
+    if match is None:
+        raise StartupError(f"unknown device {one_line(requested, 40)!r}; use auto, cpu, cuda, cuda:N or mps")
+    if requested.startswith("cuda"):
+        if not (on_zerogpu or cuda_available()):
+            raise StartupError(f"device {requested} asked for, but torch {torch.__version__} sees no CUDA GPU; "
+                               f"use --device auto or cpu")
+        index = int(match.group(2) or 0)
+        if not on_zerogpu and index >= cuda_count():
+            raise StartupError(f"device {requested} asked for, but torch sees {cuda_count()} CUDA GPU(s) "
+                               f"(cuda:0 to cuda:{cuda_count() - 1})")
+    if requested == "mps" and not mps_available():
+        raise StartupError("device mps asked for, but torch sees no Apple GPU (MPS); use --device auto or cpu")
     return requested
 
 
@@ -152,21 +167,32 @@ def launch(blocks, host: str, port: int, *, block: bool = True, max_queue: int =
     quiet_user_errors(blocks)
     options.setdefault("max_threads", 2 * max_queue + 8)       # handlers mostly wait: a thread per queued event
     blocks.queue(max_size=max_queue, default_concurrency_limit=1)
+    quiet_when_idle(blocks)
+    guard = Middleware(RequestGuard, max_body=MAX_BODY, blocks=blocks)
     blocks.launch(server_name=host, server_port=port, show_error=False, quiet=True, prevent_thread_lock=not block,
-                  max_file_size=MAX_BODY, app_kwargs={"middleware": [Middleware(RequestGuard, max_body=MAX_BODY)]},
-                  **options)
+                  max_file_size=MAX_BODY, app_kwargs={"middleware": [guard]}, **options)
     return blocks
 
 
+def use_private_gradio_cache(root: Path) -> None:
+    """Point Gradio's file cache into our bounded, deleted-at-exit folder, whatever GRADIO_TEMP_DIR said before.
+    This sets os.environ on purpose: Gradio has no other setting for it, and reads the variable when each
+    component is built, when its server app is created and whenever it checks a file it serves (our files
+    under root are then served without copies). Only its module-level copies (route_utils.DEFAULT_TEMP_DIR,
+    read at import, used for video and MCP uploads, which this app has not) keep the earlier value."""
+    os.environ["GRADIO_TEMP_DIR"] = str(root)
+
+
 def start(parts: AppParts, argv: list[str] | None, environ) -> tuple:
-    """Everything up to a listening server; (blocks, output folder)."""
+    """Everything up to a listening server; (blocks, output folder). Reads `environ`, never writes it (the one
+    process-wide change is Gradio's cache folder: use_private_gradio_cache)."""
     from demo.engine.pipeline import Models
     from demo.serving.service import Service
     settings = parse_settings(argv, environ)
     check_address(settings.host, settings.port)                 # before anything slow
     root = make_output_folder(environ)
     atexit.register(shutil.rmtree, root, ignore_errors=True)
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(root))        # Gradio serves our files from it without copies
+    use_private_gradio_cache(root)
     output = root / "files"
     output.mkdir()
     files.set_bound(files.Bound(limit_bytes=settings.max_output_mb * 2**20))
@@ -174,10 +200,13 @@ def start(parts: AppParts, argv: list[str] | None, environ) -> tuple:
     device = resolve_device(settings.device, spaces is not None)
     if spaces is not None:
         use_zerogpu(spaces)
-    folder = hub.resolve(settings.weights, WEIGHTS_DIR)
+    folder = hub.resolve(settings.weights, WEIGHTS_DIR, offline=settings.offline)
     checked = verify_folder(folder)
-    service = Service(COMPUTE.call(Models.load, folder, device=device), budget=settings.budget)
-    parts.attach(service, output)
+    # --max-queue bounds the comparisons sampling at once (the next visitor is told at once), not only the
+    # events waiting in Gradio's queue (issue 24 §2)
+    service = Service(COMPUTE.call(Models.load, folder, device=device), budget=settings.budget,
+                      max_in_flight=settings.max_queue)
+    parts.attach(service, output, folder)
     if spaces is None:                                          # ZeroGPU has no GPU before the first request
         COMPUTE.call(parts.prepare, service)
     blocks = parts.serve(settings.host, settings.port, block=False, max_queue=settings.max_queue)

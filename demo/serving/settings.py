@@ -2,6 +2,9 @@
 _MAX_QUEUE / _MAX_OUTPUT_MB / _BUDGET; Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (what Hugging Face Spaces set);
 defaults: 127.0.0.1:7860, or 0.0.0.0 on a Space (SPACE_ID set), whose proxy cannot reach 127.0.0.1.
 A bad value is a StartupError of one line naming the flag or variable.
+
+quiet_network() keeps Gradio and huggingface_hub off the network by default, and remembers which of those
+variables the user set: an explicit HF_HUB_OFFLINE=1 keeps even --weights hf://… offline (Settings.offline).
 """
 from __future__ import annotations
 
@@ -9,6 +12,27 @@ import argparse
 from dataclasses import dataclass
 
 MAX_QUEUE = 64
+QUIET_NETWORK = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+DEFAULTED = "GUIDANCE_LAB_DEFAULTED"                   # which QUIET_NETWORK variables we set, not the user
+TRUE = ("1", "on", "yes", "true")                      # what huggingface_hub reads as true
+
+
+def quiet_network(environ) -> None:
+    """Set each QUIET_NETWORK variable the user did not set, and name it in GUIDANCE_LAB_DEFAULTED (so that the
+    user's own HF_HUB_OFFLINE=1 is told from ours). app.py calls this first: Gradio and huggingface_hub read
+    these variables when they are imported. Processes started from this one inherit both."""
+    ours = {name for name in environ.get(DEFAULTED, "").split(",") if name}
+    for name, value in QUIET_NETWORK.items():
+        if not environ.get(name, "").strip():
+            environ[name] = value
+            ours.add(name)
+    environ[DEFAULTED] = ",".join(sorted(ours))
+
+
+def user_offline(environ) -> bool:
+    """HF_HUB_OFFLINE is true and the user set it (not quiet_network)."""
+    return environ.get("HF_HUB_OFFLINE", "").strip().lower() in TRUE and \
+        "HF_HUB_OFFLINE" not in environ.get(DEFAULTED, "").split(",")
 
 
 def one_line(text, limit: int = 80) -> str:
@@ -25,12 +49,13 @@ class StartupError(RuntimeError):
 class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
-    device: str = "auto"                # auto: cuda when available (or ZeroGPU), else cpu
+    device: str = "auto"                # auto: cuda when available (or ZeroGPU), else cpu; cpu, cuda[:N], mps
     weights: str = ""                   # '' = weights/; a folder; or hf://owner/repo[@revision]
     max_queue: int = MAX_QUEUE          # requests waiting at most; more are refused with "queue full"
     max_output_mb: int = 200            # the output folder's size limit (least recently used files go)
     budget: float = 8.0                 # what one request may cost, in default comparisons
     space_id: str | None = None         # Hugging Face Spaces sets SPACE_ID=owner/name
+    offline: bool = False               # the user set HF_HUB_OFFLINE: hf:// weights come from the cache only
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,7 +67,7 @@ def parse_settings(argv: list[str] | None, environ) -> Settings:
     parser = _Parser(prog="python app.py", description="Guidance Lab: diffusion guidance methods side by side.")
     parser.add_argument("--host", help="address to listen on; 0.0.0.0 serves a classroom LAN")
     parser.add_argument("--port", help="port (default 7860)")
-    parser.add_argument("--device", help="auto (default), cpu or cuda")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--weights", help="weights folder or hf://owner/repo[@revision] (default: weights/)")
     parser.add_argument("--max-queue", help=f"requests that may wait (default {MAX_QUEUE})")
     parser.add_argument("--max-output-mb", help="size limit of the output folder in MB (default 200)")
@@ -71,7 +96,7 @@ def parse_settings(argv: list[str] | None, environ) -> Settings:
         max_output_mb=_whole(*pick("--max-output-mb", args.max_output_mb, "GUIDANCE_LAB_MAX_OUTPUT_MB"),
                              Settings.max_output_mb, 1, 1_000_000),
         budget=_number(*pick("--budget", args.budget, "GUIDANCE_LAB_BUDGET"), Settings.budget, 0.1, 1e6),
-        space_id=space_id)
+        space_id=space_id, offline=user_offline(environ))
 
 
 def _whole(text: str | None, source: str, default: int, lo: int, hi: int) -> int:

@@ -3,7 +3,8 @@
     GUIDANCE_LAB_WEIGHTS=hf://owner/repo[@revision]    (or --weights)
 
 downloads the repo once into the Hugging Face cache (later starts use the cache and make no request) and then
-verifies every file against the repo's MANIFEST.json, as the local folder is. `python -m demo.tools.publish` uploads.
+verifies every file against the repo's MANIFEST.json, as the local folder is. If the user set HF_HUB_OFFLINE
+(settings.user_offline), only the cache is used: nothing is looked up. `python -m demo.tools.publish` uploads.
 """
 from __future__ import annotations
 
@@ -45,19 +46,21 @@ def download(repo_id: str, revision: str | None, local_files_only: bool) -> str:
     """huggingface_hub.snapshot_download into the HF cache (tests replace this function: no network)."""
     from huggingface_hub import constants, snapshot_download
     offline = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = offline and local_files_only     # app.py sets offline; an hf:// address asks
+    constants.HF_HUB_OFFLINE = offline and local_files_only     # app.py's default offline; an hf:// address asks
     try:
         return snapshot_download(repo_id=repo_id, revision=revision, local_files_only=local_files_only)
     finally:
         constants.HF_HUB_OFFLINE = offline
 
 
-def fetch(weights: HubWeights) -> Path:
-    """The local snapshot folder of `weights`, from the cache if it is there, else downloaded."""
+def fetch(weights: HubWeights, offline: bool = False) -> Path:
+    """The local snapshot folder of `weights`, from the cache if it is there, else downloaded (not `offline`)."""
     try:
         return Path(download(weights.repo_id, weights.revision, local_files_only=True))
     except Exception:                                  # not cached yet (huggingface_hub's error types vary)
-        pass
+        if offline:
+            raise HubError(f"{weights.address} is not in the Hugging Face cache, and HF_HUB_OFFLINE is set: "
+                           f"staying offline (unset HF_HUB_OFFLINE to download it once)") from None
     try:
         return Path(download(weights.repo_id, weights.revision, local_files_only=False))
     except Exception as error:
@@ -65,12 +68,13 @@ def fetch(weights: HubWeights) -> Path:
         raise HubError(f"cannot download {weights.address}: {type(error).__name__}: {detail}") from None
 
 
-def resolve(spec: str, default: Path) -> Path:
-    """The weights folder named by a setting: '' -> default, hf://... -> a verified snapshot, else a path."""
+def resolve(spec: str, default: Path, offline: bool = False) -> Path:
+    """The weights folder named by a setting: '' -> default, hf://... -> a verified snapshot (from the cache only
+    if `offline`), else a path."""
     if not spec:
         return default
     if spec.startswith(PREFIX):
-        folder = fetch(parse(spec))
+        folder = fetch(parse(spec), offline)
         verify_folder(folder)
         return folder
     folder = Path(spec).expanduser()

@@ -1,6 +1,7 @@
-"""How fast, and how close to the machine's limit: `python -m demo.bench [--repeats 7] [--device cpu] [--quick]`.
+"""How fast, and how close to the machine's limit: `python -m demo.bench [--repeats 7] [--device cpu] [--quick]
+[--out assets/bench.json]`.
 
-Prints tables and writes assets/bench.json (the measurements are in demo/benchmarks.py). Every time is the
+Prints tables and writes --out (assets/bench.json) (the measurements are in demo/benchmarks.py). Every time is the
 median of `repeats` runs after a warm-up.
 Sections:
   machine      measured fp32 matmul throughput: the achievable peak the networks are compared with
@@ -102,50 +103,55 @@ def peer_rows(models: Models, base: Request, repeats: int) -> list[dict] | str:
 # ---- start-up -----------------------------------------------------------------------------------------------
 
 STARTUP = textwrap.dedent('''
-    import json, os, sys, time
+    import functools, json, os, shutil, sys, time
     t0 = time.perf_counter()
     import app
-    from demo.serving import service as svc
-    from demo.engine.pipeline import Models, Request
+    from demo.serving import server
+    from demo.tools import launcher
     t1 = time.perf_counter()
-    from demo.serving.compute import COMPUTE                  # as app.main: all torch work on one thread
-    app.SERVICE = svc.Service(COMPUTE.call(Models.load))
-    t2 = time.perf_counter()
-    blocks = app.serve("127.0.0.1", int(sys.argv[1]), block=False)
-    t3 = time.perf_counter()
-    COMPUTE.call(app.SERVICE.compare, Request(label=3))
-    t4 = time.perf_counter()
-    COMPUTE.call(app.SERVICE.compare, Request(label=3, seed=1))
-    t5 = time.perf_counter()
-    http = []
-    try:                                   # the whole round trip through Gradio (queue, events, PNG files)
-        from gradio_client import Client
-        client = Client(f"http://127.0.0.1:{sys.argv[1]}/", verbose=False, download_files=False)   # as a browser: no re-downloads
-        for seed in range(2, 9):
-            start = time.perf_counter()
-            client.predict(3, 3.0, 32, "ddim", 8, seed, 0.0, 80.0, api_name="/compare")
-            http.append(time.perf_counter() - start)
-    except ImportError:
-        pass
+    port, label, weight, num_samples, num_steps, calls = sys.argv[1:]
+    done = {}
+
+    def timed(name, fn):                   # when each part of server.start finished
+        @functools.wraps(fn)
+        def part(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            done[name] = time.perf_counter()
+            return out
+        return part
+    parts = server.AppParts(serve=timed("serve", app.serve), prepare=timed("prepare", app.prepare),
+                            attach=timed("attach", app.attach))
+    blocks, root = server.start(parts, ["--port", port], os.environ)     # exactly what `python app.py` does
+    http = []                              # the whole round trip through Gradio (queue, events, PNG files)
+    client = launcher.client(f"http://127.0.0.1:{port}/")   # download_files=False, as a browser: no re-downloads
+    for seed in range(int(calls)):
+        start = time.perf_counter()
+        launcher.call(client, launcher.compare_kwargs(int(label), 1 + seed, float(weight), int(num_samples),
+                                                      int(num_steps)))
+        http.append(time.perf_counter() - start)
     rss = next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmRSS:")) \\
         if os.path.exists("/proc/self/status") else float("nan")
     blocks.close()
-    print(json.dumps({"imports_seconds": t1 - t0, "weights_seconds": t2 - t1, "ui_and_server_seconds": t3 - t2,
-                      "ready_after_imports_seconds": t3 - t1, "first_comparison_seconds": t4 - t3,
-                      "second_comparison_seconds": t5 - t4, "rss_mb_after_a_comparison": rss,
-                      "app_http_comparison_seconds": sorted(http)[len(http) // 2] if http else float("nan")}))
+    shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps({"imports_seconds": t1 - t0, "weights_seconds": done["attach"] - t1,
+                      "first_comparison_seconds": done["prepare"] - done["attach"],
+                      "ui_and_server_seconds": done["serve"] - done["prepare"],
+                      "ready_after_imports_seconds": done["serve"] - t1, "rss_mb_after_comparisons": rss,
+                      "app_http_comparison_seconds": sorted(http)[len(http) // 2]}))
 ''')
 
 
-def startup(repeats: int) -> dict:
-    import socket
+def startup(repeats: int, label: int = 3, weight: float = 3.0, num_samples: int = 8, num_steps: int = 32,
+            calls: int = 7) -> dict:
+    """`python app.py`'s start-up (server.start, in a fresh process: check, weights, the default comparison
+    sampled before the first visitor, UI and server), then `calls` comparisons over HTTP; medians of `repeats`.
+    {"error": ...} if the process failed."""
+    from demo.tools.launcher import free_port
     results = []
     for _ in range(repeats):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        out = subprocess.run([sys.executable, "-c", STARTUP, str(port)], cwd=ROOT, capture_output=True, text=True,
-                             timeout=300, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+        argv = [str(free_port()), str(label), str(weight), str(num_samples), str(num_steps), str(calls)]
+        out = subprocess.run([sys.executable, "-c", STARTUP, *argv], cwd=ROOT, capture_output=True, text=True,
+                             timeout=600, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
         if out.returncode != 0:
             return {"error": out.stderr[-2000:]}
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -163,8 +169,9 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
-def classroom_section(args, peak: float | None = None) -> dict:
-    c = loadtest.report(args.classroom or 30, args.samples, args.steps, 2.0, peak)
+def classroom_section(args, peak: float | None = None, ladder_values: tuple[str, ...] = loadtest.LADDER_CHECKS
+                      ) -> dict:
+    c = loadtest.report(args.classroom, args.samples, args.steps, 2.0, peak, ladder_values=ladder_values)
     r = c["one_request"]
     print(f"classroom: {c['clients']} students press Generate at once ({c['students']}):")
     print(f"  latency p50 {c['p50_seconds']:.1f} s, p95 {c['p95_seconds']:.1f} s, max {c['max_seconds']:.1f} s; "
@@ -184,26 +191,36 @@ def classroom_section(args, peak: float | None = None) -> dict:
     return c
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=7)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m demo.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, help="runs per median (default 7; 3 with --quick)")
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--weight", type=float, default=3.0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true", help="3 repeats, no start-up measurement")
+    parser.add_argument("--quick", action="store_true", help="3 repeats, no start-up and no classroom unless "
+                        "--classroom is given")
     parser.add_argument("--out", type=Path, default=ASSETS / "bench.json")
-    parser.add_argument("--classroom", type=int, default=30, help="students at once (0: skip the section)")
+    parser.add_argument("--classroom", type=int, help="students at once (default 30, 0 with --quick; 0 skips it)")
     parser.add_argument("--only-classroom", action="store_true", help="run only the classroom section "
                         "(other sections of --out are kept)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (3 if args.quick else 7)
+    if args.classroom is None:
+        args.classroom = 0 if args.quick and not args.only_classroom else 30
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     if args.only_classroom:
         report = json.loads(args.out.read_text()) if args.out.exists() else {}
         report["classroom"] = classroom_section(args)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwritten: {args.out}")
         return
-    repeats = 3 if args.quick else args.repeats
+    repeats = args.repeats
     device = torch.device(args.device)
     models = Models.load(device=device)
     base = Request(label=3, weight=args.weight, num_samples=args.samples, seed=0,
@@ -251,7 +268,7 @@ def main() -> None:
                        ("seconds", "after (s)", ".3f"), ("speedup", "speed-up", ".2f")]) + "\n")
 
     if not args.quick and device.type == "cpu":
-        report["startup"] = s = startup(3)
+        report["startup"] = s = startup(3, 3, args.weight, args.samples, args.steps)
         print("start-up of app.py in a fresh process (median of 3):")
         print("  " + ("\n  ".join(f"{k:32s} {v:.2f}" for k, v in s.items()) if "error" not in s else s["error"]))
     if args.classroom and device.type == "cpu":
@@ -259,6 +276,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten: {args.out}")
+    if "error" in report.get("startup", {}):
+        raise SystemExit("bench: the start-up section failed (its error is above and in the report)")
 
 
 if __name__ == "__main__":

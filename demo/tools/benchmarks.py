@@ -201,18 +201,21 @@ def method_rows(models: Models, base: Request, repeats: int) -> list[dict]:
 # ---- the app's comparison ---------------------------------------------------------------------------------
 
 def app_comparison(models: Models, base: Request, folder: Path) -> svc.Results:
-    """What Generate computes and renders, from an empty cache: every method together + gallery and grid PNGs."""
+    """What Generate computes and renders, from an empty cache: every method together, the comparison's HTML,
+    the summary and the downloadable grid PNG (written as the app writes it)."""
     results = svc.Service(models).compare(base)
-    for run in results.runs.values():
-        for image, _ in views.gallery(run):
-            files.save_png(image, folder)
-    files.save_png(views.comparison_grid(results), folder)
+    views.comparison_html(results.runs)
     views.summary(results)
+    files.save_file(views.comparison_grid(results), folder, "comparison.png")
     return results
 
 
 def comparison_rows(models: Models, base: Request, repeats: int) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix="guidance_lab_bench_"))
+    with tempfile.TemporaryDirectory(prefix="guidance_lab_bench_") as folder:
+        return _comparison_rows(models, base, repeats, Path(folder))
+
+
+def _comparison_rows(models: Models, base: Request, repeats: int, folder: Path) -> dict:
     times = interleaved({"together": lambda: app_comparison(models, base, folder),
                          "one_after_another": lambda: [svc.run_methods(models, [replace(base, method=m)])
                                                        for m in METHODS]}, repeats)
@@ -231,9 +234,11 @@ def comparison_rows(models: Models, base: Request, repeats: int) -> dict:
         service.compare(replace(base, weight=base.weight + 1))
     out["w_change_seconds"] = median_seconds(change_w, repeats)
 
+    index = min(1, base.num_samples - 1)
+
     def view():
         before = service.runs_computed
-        views.animation(runs, 1), views.step_plots(runs, 1), views.filmstrip(runs, 1)
+        views.animation(runs, index), views.step_plots(runs, index), views.filmstrip_html(runs, index)
         assert service.runs_computed == before
     out["trajectory_view_seconds"] = median_seconds(view, repeats)
     import matplotlib.pyplot as plt

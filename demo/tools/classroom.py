@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import contextlib
 import io
-import os
+import math
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,54 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from demo.engine.config import ROOT
+from demo.tools import launcher
 
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")     # gradio_client would report usage to the hub
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DIGIT = re.compile(r'<img src="data:image/png;base64,([^"]+)"')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def launch_app(env: dict | None = None, timeout: float = 180, args: tuple[str, ...] = ()):
-    """`python app.py --port <free port>` (default host: loopback); yields (url, process) once the port accepts
-    connections; process.output() is what it printed so far."""
-    port = free_port()
-    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
-    log = tempfile.TemporaryFile("w+")                   # a file, not a pipe: a full pipe would block the app
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args],
-                               cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True)
-
-    def output() -> str:
-        log.seek(0)
-        return log.read()
-
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"app exited with {process.returncode}: {output()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"app did not start within {timeout} s") from None
-                time.sleep(0.3)
-        process.output = output
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @dataclass(frozen=True)
@@ -84,11 +35,10 @@ class Student:
     num_samples: int = 8
     num_steps: int = 32
 
-    def args(self) -> list:
-        """The /compare endpoint's inputs, in app.py's order."""
-        from demo.engine.guidance import METHODS
-        return [self.label, "same", self.weight, *[self.weight] * len(METHODS[1:]), "default", self.num_steps, "ddim",
-                self.num_samples, self.seed, 0.0, 80.0, 0]
+    def kwargs(self) -> dict:
+        """/compare's named parameters (launcher.call sends them)."""
+        return launcher.compare_kwargs(self.label, self.seed, self.weight, self.num_samples, self.num_steps)
+
 
 
 def digits(comparison_html: str) -> np.ndarray:
@@ -114,8 +64,7 @@ def alone(students: list[Student]) -> list[np.ndarray]:
 
 def classroom(url: str, students: list[Student], folder: Path) -> dict:
     """Every student submits at the same moment; latency per student, wall time, errors and the pictures."""
-    from gradio_client import Client
-    clients = [Client(url, verbose=False, download_files=str(folder / f"client{k}")) for k in range(len(students))]
+    clients = [launcher.client(url, str(folder / f"client{k}")) for k in range(len(students))]
     start = threading.Barrier(len(students))
     t0 = [0.0]
 
@@ -125,7 +74,7 @@ def classroom(url: str, students: list[Student], folder: Path) -> dict:
             t0[0] = time.perf_counter()
         began = time.perf_counter()
         try:
-            result = clients[k].predict(*students[k].args(), api_name="/compare")
+            result = launcher.call(clients[k], students[k].kwargs())
             return time.perf_counter() - began, digits(result[0]), None
         except Exception as error:      # counted, not raised: the bench reports errors
             return time.perf_counter() - began, None, f"{type(error).__name__}: {error}"[:200]
@@ -140,10 +89,13 @@ def classroom(url: str, students: list[Student], folder: Path) -> dict:
             "pictures": [p for _, p, _ in answers]}
 
 
-def view_latency(url: str, ladder_values: tuple[str, ...] = ("1.5", "0.5", "2", "1", "2.5")) -> dict:
+LADDER_CHECKS = ("1.5", "0.5", "2", "1", "2.5")          # w values set in the browser once the ladder is ready
+
+
+def view_latency(url: str, ladder_values: tuple[str, ...] = LADDER_CHECKS) -> dict:
     """What a visitor sees, in Debian's chromium at 1024x768: seconds from opening the page to a finished
     comparison, then until the w ladder is ready, then for each w change on the ladder until the picture shows
-    it (the whole round trip: browser, Gradio, cache, rendering)."""
+    it (the whole round trip: browser, Gradio, cache, rendering). No ladder_values: the first result only."""
     from playwright.sync_api import sync_playwright
 
     from demo.tools.screenshots import CHROMIUM_ARGS, chromium
@@ -156,6 +108,10 @@ def view_latency(url: str, ladder_values: tuple[str, ...] = ("1.5", "0.5", "2", 
         page.goto(url, wait_until="domcontentloaded")
         page.locator("#comparison .gl-cell img").first.wait_for(timeout=120_000)
         first = time.perf_counter() - began
+        if not ladder_values:
+            browser.close()
+            return {"first_result_seconds": first, "ladder_fill_seconds": math.nan, "w_change_seconds": math.nan,
+                    "w_changes": []}
         page.locator("#ladder-status").get_by_text("ready").wait_for(timeout=600_000)
         ladder = time.perf_counter() - began - first
         box, changes = page.locator("#weight-cfg input[type=number]"), []
@@ -180,10 +136,12 @@ def compare_pictures(got: list[np.ndarray | None], want: list[np.ndarray]) -> di
 
 
 def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight: float = 2.0,
-           peak_gflops: float | None = None, folder: Path | None = None) -> dict:
+           peak_gflops: float | None = None, folder: Path | None = None,
+           ladder_values: tuple[str, ...] = LADDER_CHECKS) -> dict:
     """The bench's classroom section: `clients` students (class k mod 10, seed k) at once against a fresh
     server; latency percentiles, throughput, the fraction of the FLOP floor, split of one request's time, and
-    equality with the same comparison made alone."""
+    equality with the same comparison made alone. `ladder_values`: the w changes timed in the browser once the
+    page's w ladder is ready (none: the first result only)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -207,16 +165,15 @@ def report(clients: int = 30, num_samples: int = 8, num_steps: int = 32, weight:
     floor = clients * per_student / (peak * 1e9)
     with tempfile.TemporaryDirectory() as tmp:
         folder = folder or Path(tmp)
-        with launch_app() as (url, process):
-            from gradio_client import Client
-            probe = Client(url, verbose=False, download_files=str(folder / "probe"))
-            view = view_latency(url)                      # one visitor on a quiet server
-            probe.predict(*Student(9, 10_000, weight, num_samples, num_steps).args(), api_name="/compare")  # warm
+        with launcher.launch_app() as (url, process):
+            probe = launcher.client(url, str(folder / "probe"))
+            view = view_latency(url, ladder_values)                      # one visitor on a quiet server
+            launcher.call(probe, Student(9, 10_000, weight, num_samples, num_steps).kwargs())  # warm
             served = classroom(url, students, folder)
             cached = []                                   # a cached request: rendering + Gradio, no sampling
             for _ in range(5):
                 began = time.perf_counter()
-                probe.predict(*students[0].args(), api_name="/compare")
+                launcher.call(probe, students[0].kwargs())
                 cached.append(time.perf_counter() - began)
     service = svc.Service(models)
     began = time.perf_counter()

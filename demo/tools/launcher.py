@@ -1,0 +1,86 @@
+"""The one way the tools and the tests start the app and call it: `python app.py` on a free loopback port
+(launch_app), and /compare's named parameters (compare_kwargs, call).
+
+Used by the bench's classroom, the screenshots, the load test and tests/conftest.py. Traffic goes to 127.0.0.1.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Iterator, Sequence
+
+from demo.engine.config import ROOT
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")     # gradio_client would report usage to the hub
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+READY = "Guidance Lab is running"                     # the start-up block's first line: the server listens
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def launch_app(env: dict | None = None, args: Sequence[str] | None = None, port: int | None = None,
+               timeout: float = 180) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`python app.py --port <port>` (a free port unless given; `args` replaces the flags, and must then name
+    the port, or set it in `env`, if the app is to listen on `port`); yields (url, process) once the start-up
+    block is printed, and stops the app afterwards. process.output(): everything it printed so far."""
+    port = port or free_port()
+    argv = ["--port", str(port)] if args is None else list(args)
+    log = tempfile.TemporaryFile("w+")                   # a file, not a pipe: a full pipe would block the app
+    process = subprocess.Popen([sys.executable, "app.py", *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
+                                               "PYTHONUNBUFFERED": "1", **(env or {})})
+
+    def output() -> str:
+        log.seek(0)
+        return log.read()
+    process.output = output
+    try:
+        deadline = time.monotonic() + timeout
+        while READY not in output():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the app did not start (exit status {process.poll()}): {output()[-2000:]}")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+# ---- calling it: gradio_client, /compare by name -------------------------------------------------------------
+
+def client(url: str, download_files: str | bool = False):
+    """A gradio_client Client for the app at `url`, patient with a busy server (60 s per HTTP request instead of
+    httpx's 5: a loaded machine's first requests can take longer)."""
+    from gradio_client import Client
+    return Client(url, verbose=False, download_files=download_files, httpx_kwargs={"timeout": 60})
+
+
+
+def compare_kwargs(label: int = 3, seed: int = 0, weight: float = 2.0, num_samples: int = 8, num_steps: int = 32,
+                   sampler: str = "ddim", follow: int = 0) -> dict:
+    """/compare's (and /trajectory's) keyword arguments for every method at the same w, from the endpoint's
+    declaration (demo/ui/form.py): the UI-only `follow` is not sent."""
+    from demo.ui.form import COMPARE
+    return COMPARE.api_defaults(label=label, mode="same", weight=weight, num_steps=num_steps, sampler=sampler,
+                                num_samples=num_samples, seed=seed)
+
+
+def call(client, kwargs: dict, api_name: str = "/compare", submit: bool = False):
+    """client.predict(**kwargs, api_name=...), or client.submit: the tools' one way to call the app."""
+    send = client.submit if submit else client.predict
+    return send(**kwargs, api_name=api_name)
