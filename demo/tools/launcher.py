@@ -75,9 +75,9 @@ def compare_kwargs(label: int = 3, seed: int = 0, weight: float = 2.0, num_sampl
                    sampler: str = "ddim", follow: int = 0) -> dict:
     """/compare's (and /trajectory's) keyword arguments for every method at the same w, from the endpoint's
     declaration (demo/ui/form.py): the UI-only `follow` is not sent."""
-    from demo.ui.form import COMPARE
+    from demo.ui.form import COMPARE, GUIDED, weight_name
     return COMPARE.api_defaults(label=label, mode="same", weight=weight, num_steps=num_steps, sampler=sampler,
-                                num_samples=num_samples, seed=seed)
+                                num_samples=num_samples, seed=seed, **{weight_name(m): weight for m in GUIDED})
 
 
 def call(client, kwargs: dict, api_name: str = "/compare", submit: bool = False):
