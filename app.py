@@ -33,7 +33,7 @@ def build() -> gr.Blocks:
         with gr.Tabs() as tabs:
             compare = compare_tab.tab()
             sweep_after = sweep_tab.tab(compare)
-            toy_tab.tab(blocks)
+            toy_tab.tab(blocks, compare["link_open"])
             explain_tab.tab()
         sweep_after(compare_tab.wire(blocks, compare, tabs))
     return blocks

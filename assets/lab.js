@@ -27,6 +27,14 @@
     C.fields.forEach((name, i) => { if (values[i] !== null && values[i] !== undefined) out[name] = values[i]; });
     GL.setParams(out);
   };
+  // Open a view in the page itself (a lesson's "Show" button): the link becomes the URL, then the same handlers
+  // as on arrival read it (every tab follows it), without reloading the page.
+  GL.openLink = function (query) {
+    const url = new URL(window.location.href);
+    url.search = query;
+    window.history.replaceState(null, "", url.toString());
+    $("#link-open")?.click();
+  };
   GL.copyLink = function () {
     const link = window.location.href, note = $("#copy-note");
     const done = (text) => { if (note) { note.textContent = text; setTimeout(() => { note.textContent = ""; }, 4000); } };

@@ -231,6 +231,7 @@ def tab() -> dict[str, gr.components.Component]:
                     gr.HTML('<span id="copy-note" role="status" aria-live="polite"></span>', padding=False)
         w["follow"] = gr.State(COMPARE["follow"].default)
         w["trigger"] = gr.Button("Update", elem_id="compare-trigger", elem_classes="gl-hidden")
+        w["link_open"] = gr.Button("Open link", elem_id="link-open", elem_classes="gl-hidden")
         w["ladder_data"] = gr.HTML(elem_id="ladder-data", elem_classes="gl-hidden", padding=False)
         with gr.Accordion("Per-step trajectories of the selected sample (click a digit above)", open=True):
             w["filmstrip"] = gr.HTML(elem_id="filmstrip", padding=False)
@@ -279,7 +280,8 @@ def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs):
                                                                {"api_visibility": "private"}), **sampling)
         return ladder, trajectory
 
-    arrive = blocks.load(on_arrive, None, [*inputs.values(), tabs, w["link_note"]], api_visibility="private")
+    arrive = gr.on([blocks.load, w["link_open"].click], on_arrive, None, [*inputs.values(), tabs, w["link_note"]],
+                   api_visibility="private")       # the page's link, or one GL.openLink(query) put there
     arrive.then(None, js="() => { GL.ready = true; }")
     arrived = arrive.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
                           show_progress="hidden", **sampling)

@@ -42,7 +42,8 @@ def on_arrive(request: gr.Request):
     return [on_preset(v.preset, v.label), *(getattr(v, name) for name in TOY.names if name != "label")]
 
 
-def tab(blocks: gr.Blocks) -> None:
+def tab(blocks: gr.Blocks, link_open: gr.Button) -> None:
+    """Lay out and wire the tab; `link_open` is the Compare tab's hidden button that opens a link in the page."""
     with gr.Tab(TABS["lab"], id="lab") as lab_tab:
         gr.Markdown(TOY_INTRO, latex_delimiters=LATEX, elem_id="lab-intro")
         w = {}
@@ -68,8 +69,8 @@ def tab(blocks: gr.Blocks) -> None:
                 plot = gr.Plot(show_label=False, elem_id="toy-plot")
                 table = gr.Markdown()
     inputs = {name: w[name] for name in TOY.names}
-    arrive = blocks.load(on_arrive, None, [w["label"], *(w[n] for n in TOY.names if n != "label")],
-                         api_visibility="private")
+    arrive = gr.on([blocks.load, link_open.click], on_arrive, None,
+                   [w["label"], *(w[n] for n in TOY.names if n != "label")], api_visibility="private")
     arrived = arrive.then(on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_visibility="private")
     run = gr.on([button.click, w["weight"].release, w["label"].input, w["show_field"].input,
                  w["field_step"].release], on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_name="toy")
