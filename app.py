@@ -19,7 +19,7 @@ import gradio as gr  # noqa: E402
 from demo.engine.config import ASSETS_DIR  # noqa: E402
 from demo.serving import server  # noqa: E402
 from demo.serving.service import Service  # noqa: E402
-from demo.ui import compare_tab, explain_tab, page, sweep_tab, toy_tab  # noqa: E402
+from demo.ui import compare_tab, explain_tab, lesson_views, lessons_tab, page, sweep_tab, toy_tab  # noqa: E402
 from demo.ui.common import Runtime  # noqa: E402
 from demo.ui.prose import HEADER  # noqa: E402
 
@@ -34,6 +34,7 @@ def build() -> gr.Blocks:
             compare = compare_tab.tab()
             sweep_after = sweep_tab.tab(compare)
             toy_tab.tab(blocks, compare["link_open"])
+            lessons_tab.tab()
             explain_tab.tab()
         sweep_after(compare_tab.wire(blocks, compare, tabs))
     return blocks
@@ -52,7 +53,11 @@ def serve(host: str = "127.0.0.1", port: int = 7860, block: bool = True, max_que
                          head=page.head(), footer_links=["gradio"])
 
 
-prepare = compare_tab.prepare          # sample the default comparison before the first visitor (server.start)
+def prepare(service: Service) -> None:
+    """Before the first visitor (server.start): sample the default comparison; then start computing every lesson's
+    view in the background (a daemon thread; it samples only while no visitor's request waits)."""
+    compare_tab.prepare(service)
+    lesson_views.warm(service, toy_tab.TOY_LAB, Runtime.weights_folder)
 
 
 def main() -> None:

@@ -209,6 +209,7 @@ def controls() -> dict[str, gr.components.Component]:
             w["sigma_hi"] = number(COMPARE["sigma_hi"], min_width=100)
     with gr.Accordion("The convention for w", open=False):
         gr.Markdown(CONVENTION, latex_delimiters=LATEX)
+    w["to_lessons"] = gr.Button("Lessons: a class plan →", size="sm", variant="secondary", elem_id="to-lessons")
     return w
 
 
@@ -284,7 +285,7 @@ def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs):
                    api_visibility="private")       # the page's link, or one GL.openLink(query) put there
     arrive.then(None, js="() => { GL.ready = true; }")
     arrived = arrive.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
-                          show_progress="hidden", **sampling)
+                          show_progress="hidden", trigger_mode="always_last", **sampling)
     changes = [w["label"].input, w["mode"].input, w["guide"].input]
     compare = gr.on([w["generate"].click, w["trigger"].click, *changes], on_compare, inputs_kwargs=inputs,
                     outputs=outputs_, api_name="compare", trigger_mode="always_last", show_progress="hidden",
@@ -298,8 +299,8 @@ def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs):
         ladder, trajectory = chain(event, api)
         ladders.append(ladder)
         events += [ladder, trajectory]
-    gr.on([w["generate"].click, w["trigger"].click, w["dice"].click, *changes], None, cancels=ladders,
-          api_visibility="private")
+    gr.on([w["generate"].click, w["trigger"].click, w["dice"].click, w["link_open"].click, *changes], None,
+          cancels=ladders, api_visibility="private")
     pick = w["comparison"].click(on_pick, w["follow"], w["follow"], api_visibility="private")
     pick.then(on_trajectory, inputs_kwargs=inputs, outputs=trajectory_outputs, api_visibility="private",
               show_progress="minimal", **sampling)
@@ -309,6 +310,8 @@ def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs):
     for name in ("num_steps", "sampler", "num_samples", "seed", "sigma_lo", "sigma_hi"):
         w[name].input(None, js=OUTDATED_JS)
     w["copy"].click(None, js="() => { GL.copyLink(); }")
+    w["to_lessons"].click(lambda: gr.Tabs(selected="lessons"), None, tabs, api_visibility="private",
+                          js="() => { GL.setParams({tab: 'lessons'}); }")
     w["tab"].select(None, js="() => { GL.setParams({tab: 'compare'}); }")
     w["stop"].click(on_stop, None, w["status"], cancels=events, api_visibility="private")
     return arrive

@@ -9,7 +9,8 @@ import gradio as gr
 from demo.engine.config import ASSETS_DIR
 from demo.ui.form import COMPARE, GUIDED, TOY
 
-TABS = {"compare": "Compare", "sweep": "w sweep", "lab": "2-D exact lab", "how": "How it works"}
+TABS = {"compare": "Compare", "sweep": "w sweep", "lab": "2-D exact lab", "how": "How it works",
+        "lessons": "Lessons"}
 TOY_PREFIX = "lab_"                       # the 2-D lab's fields in a link: ?tab=lab&lab_weight=5
 SETTLE_MS = 1200                          # after scrubbing w on the ladder, the server refreshes summary and trajectory
 

@@ -78,6 +78,6 @@ def tab(compare: dict):
 
     def after(event):
         arrival = event.then(on_arrival, inputs_kwargs=inputs, outputs=[grid, plot], api_visibility="private",
-                             concurrency_limit=None)
+                             concurrency_limit=None, trigger_mode="always_last")
         stop.click(None, cancels=[arrival], api_visibility="private")
     return after

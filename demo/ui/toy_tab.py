@@ -71,7 +71,8 @@ def tab(blocks: gr.Blocks, link_open: gr.Button) -> None:
     inputs = {name: w[name] for name in TOY.names}
     arrive = gr.on([blocks.load, link_open.click], on_arrive, None,
                    [w["label"], *(w[n] for n in TOY.names if n != "label")], api_visibility="private")
-    arrived = arrive.then(on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_visibility="private")
+    arrived = arrive.then(on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_visibility="private",
+                          trigger_mode="always_last")     # links opened in quick succession: the last one shows
     run = gr.on([button.click, w["weight"].release, w["label"].input, w["show_field"].input,
                  w["field_step"].release], on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_name="toy")
     write = ", ".join(f"{TOY_PREFIX}{n}: v[{i}]" for i, n in enumerate(TOY.names))
