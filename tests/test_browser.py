@@ -118,7 +118,7 @@ def test_a_link_restores_its_comparison_on_arrival(server, browser):
     link = f"{server}/?label=7&w_cfg=5&seed=12&follow=2&num_samples=4&num_steps=6&sampler=ancestral&sigma_hi=40"
     page = browser.new_page(viewport={"width": 1024, "height": 768})
     page.goto(link, wait_until="domcontentloaded")
-    page.locator("#comparison .gl-cell img").first.wait_for(timeout=120_000)
+    page.locator("#comparison .gl-comparison:not([data-forming]) .gl-cell img").first.wait_for(timeout=120_000)
     assert page.locator("#digit input:checked").get_attribute("value") == "7"
     assert page.locator("#weight-cfg input[type=number]").input_value() == "5"
     assert page.locator("#comparison .gl-row[data-method='cfg']").get_attribute("data-w") == "5"

@@ -275,3 +275,17 @@ def test_the_compare_view_leads_to_the_lessons(warm_server, browser):
     page.locator(".gl-lesson").first.wait_for(state="visible", timeout=30_000)
     assert page.locator("button[role=tab][aria-selected=true]").inner_text() == TABS["lessons"]
     page.close()
+
+
+@pytest.mark.slow
+def test_no_axe_violation_on_the_lessons_tab(warm_server, browser):
+    pytest.importorskip("axe_playwright_python")
+    from axe_playwright_python.sync_playwright import Axe
+    page = browser.new_page(viewport={"width": 1024, "height": 768})
+    page.goto(f"{warm_server}/?tab=lessons", wait_until="domcontentloaded")
+    page.locator(".gl-lesson").first.wait_for(timeout=60_000)
+    page.locator(".gl-lesson-answer summary").first.click()             # an opened answer too
+    page.wait_for_timeout(500)
+    violations = Axe().run(page).response["violations"]
+    assert not violations, [(v["id"], [n["target"] for n in v["nodes"][:3]]) for v in violations]
+    page.close()
