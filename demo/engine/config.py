@@ -90,6 +90,25 @@ class Interval:
 
 
 @dataclass(frozen=True)
+class Preset:
+    """A named choice of steps and guidance interval for the app; the first of PRESETS is its default, and what
+    "a default comparison" (the budget's unit) means. Each has its stored evaluation (assets/<evaluation>)."""
+    key: str
+    label: str
+    sampler: SamplerConfig
+    interval: Interval
+    evaluation: str
+
+
+PRESETS = (   # the FLOP study (python -m demo.science.flop_study; README): 10 steps and the interval tie 32 steps
+    Preset("fast", "Fast: 10 DDIM steps, guidance for 0.2 < σ ≤ 10", SamplerConfig(num_steps=10),
+           Interval(0.2, 10.0), "evaluation.json"),
+    Preset("classic", "Classic: 32 DDIM steps, guidance at every step", SamplerConfig(num_steps=32), Interval(),
+           "evaluation_classic.json"),
+)
+
+
+@dataclass(frozen=True)
 class Guide:
     """An autoguidance guide the app offers (Request.guide = key): weights/<file>.safetensors, from the guide
     study (python -m demo.science.guide_study); `label` names it in the UI and `lesson` says what choosing it shows."""

@@ -100,6 +100,7 @@ def on_trajectory(progress=gr.Progress(), **values):
     yield from follow(live, progress, "sampling every method together", 3)
     runs = live.result.runs
     index = min(v.follow, base.num_samples - 1)
+    Runtime.get().probe(list(runs.values()), index)
     gif = outputs.save_file(views.animation(runs, index), Runtime.out_dir, "denoising.gif")
     yield views.filmstrip_html(runs, index), gif, views.step_plots(runs, index)
 
