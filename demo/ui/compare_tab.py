@@ -10,7 +10,7 @@ import time
 
 import gradio as gr
 
-from demo.engine.config import GUIDES, LIMITS, SIGMA_MAX, SIGMA_MIN
+from demo.engine.config import GUIDES, LIMITS, PRESETS, SIGMA_MAX, SIGMA_MIN
 from demo.engine.guidance import METHODS
 from demo.engine.validation import RequestError, shown
 from demo.serving import outputs, recording
@@ -153,6 +153,11 @@ def on_guide(guide):
             for m in GUIDED]
 
 
+def on_preset(key):
+    """A preset's steps, sampler and guidance interval in their widgets (then the comparison runs)."""
+    return [gr.update(value=value) for value in form.preset_values(key).values()]
+
+
 def on_stop():
     return "Stopped. The picture shows the last finished result."
 
@@ -196,6 +201,9 @@ def controls() -> dict[str, gr.components.Component]:
                                            elem_id="guide"), guide)
     w["ladder_status"] = gr.Markdown(elem_id="ladder-status")
     with gr.Accordion("Settings: seed, samples, steps, interval", open=False):
+        w["preset"] = gr.Radio([(p.label, p.key) for p in PRESETS], value=PRESETS[0].key, label="Speed preset",
+                               info="sets steps, sampler and guidance interval; the fast one measures as good "
+                                    "as the classic one here (README: the FLOP study)", elem_id="preset")
         with gr.Row():
             w["seed"] = number(COMPARE["seed"], precision=0, min_width=120)
             w["dice"] = gr.Button("🎲 New seed", size="sm", min_width=100)
@@ -290,16 +298,21 @@ def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs):
     compare = gr.on([w["generate"].click, w["trigger"].click, *changes], on_compare, inputs_kwargs=inputs,
                     outputs=outputs_, api_name="compare", trigger_mode="always_last", show_progress="hidden",
                     **sampling)
+    preset = w["preset"].input(on_preset, w["preset"], [w[n] for n in form.preset_values(PRESETS[0].key)],
+                               api_visibility="private", queue=False)
+    preset_compare = preset.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
+                                 show_progress="hidden", **sampling)
     dice = w["dice"].click(new_seed, None, w["seed"], api_visibility="private")
     dice_compare = dice.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
                              show_progress="hidden", **sampling)
-    events = [arrived, compare, dice_compare]
+    events = [arrived, compare, dice_compare, preset_compare]
     ladders = []
-    for event, api in ((compare, True), (arrived, False), (dice_compare, False)):
+    for event, api in ((compare, True), (arrived, False), (dice_compare, False), (preset_compare, False)):
         ladder, trajectory = chain(event, api)
         ladders.append(ladder)
         events += [ladder, trajectory]
-    gr.on([w["generate"].click, w["trigger"].click, w["dice"].click, *changes], None, cancels=ladders,
+    gr.on([w["generate"].click, w["trigger"].click, w["dice"].click, w["preset"].input, *changes], None,
+          cancels=ladders,
           api_visibility="private")
     pick = w["comparison"].click(on_pick, w["follow"], w["follow"], api_visibility="private")
     pick.then(on_trajectory, inputs_kwargs=inputs, outputs=trajectory_outputs, api_visibility="private",
