@@ -12,14 +12,13 @@ import gradio as gr
 
 from demo.engine.config import GUIDES, LIMITS, PRESETS, SIGMA_MAX, SIGMA_MIN
 from demo.engine.guidance import METHODS
-from demo.engine.validation import RequestError, shown
+from demo.engine.validation import RequestError
 from demo.serving import outputs, recording
 from demo.serving import service as svc
-from demo.serving.settings import one_line
 from demo.ui import form, hints, picture, views
 from demo.ui.common import LATEX, YIELD_EVERY, Runtime, checked_input, follow, number, radio, slider, user_errors
 from demo.ui.form import COMPARE, GUIDED
-from demo.ui.page import TABS, TOY_PREFIX
+from demo.ui.page import TABS, on_arrive
 from demo.ui.prose import CONVENTION
 
 log = logging.getLogger("guidance_lab")
@@ -247,25 +246,6 @@ def tab() -> dict[str, gr.components.Component]:
             w["gif"] = gr.Image(show_label=False, type="filepath", elem_id="gif", container=False, buttons=[])
             w["plots"] = gr.Plot(show_label=False, elem_id="step-plots")
     return w
-
-
-def on_arrive(request: gr.Request):
-    """A link opens its view: every field it sets (others at their defaults), the tab; one line for values that
-    cannot be used."""
-    params = dict(request.query_params) if request is not None else {}
-    values, problems = form.from_link(COMPARE, params)
-    tab = params.get("tab", "compare")
-    if tab not in TABS:
-        problems.append(f"tab must be one of {', '.join(TABS)}; got {shown(tab)}")
-        tab = "compare"
-    known = {*COMPARE.names, "tab", *(TOY_PREFIX + n for n in form.TOY.names)}
-    problems += [f"{shown(k)} is not a setting" for k in params if k not in known]
-    if problems:
-        log.info("link: %s", one_line("; ".join(problems)))
-    note = ("**This link has values the app cannot use; their defaults are shown:** " + "; ".join(problems) + "."
-            ) if problems else ""
-    v = COMPARE.check(values)
-    return [*(getattr(v, name) for name in COMPARE.names), gr.Tabs(selected=tab), note]
 
 
 def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs):
