@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="students at once (default 30; 2 with --quick)")
     parser.add_argument("--changes", type=int, default=10, help="w changes timed in the page (default 10)")
     parser.add_argument("--without-gradio", action="store_true", help="behave as on a machine without gradio, "
-                        "gradio_client and playwright (checks the GPU path here)")
+                        "gradio_client, playwright and mlxtend (checks the GPU path here)")
     args = parser.parse_args(argv)
     if args.quick:
         args.samples, args.steps = args.samples or 2, args.steps or 2
@@ -80,8 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def without_gradio() -> None:
-    """From now on gradio, gradio_client and playwright cannot be imported in this process."""
-    for name in (*SERVED, "playwright"):
+    """From now on gradio, gradio_client, playwright and mlxtend cannot be imported in this process (as on the
+    lent GPU machine)."""
+    for name in (*SERVED, "playwright", "mlxtend"):
         sys.modules[name] = None
 
 

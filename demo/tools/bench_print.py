@@ -19,7 +19,9 @@ def settings(base: Request, weights: dict[str, float], args: argparse.Namespace)
 
 def machine(report: dict) -> None:
     m, s = report["machine"], report["settings"]
-    print(f"machine: {m['device']}; CPU {m['cpu']}; torch {m['torch']}; commit {m['commit']}; {m['date']}")
+    cpu = f"{m['cpu']} ({', '.join(m['cpu_vector_units']) or 'no AVX2'})"
+    where = cpu if m["device_type"] == "cpu" else f"{m['device']} (CUDA {m['cuda']}); CPU {cpu}"
+    print(f"machine: {where}, {m['logical_cpus']} logical CPUs; torch {m['torch']}; commit {m['commit']}; {m['date']}")
     print(f"  fp32 matmul peak measured now: {m['matmul_peak_gflops']:.0f} GFLOP/s")
     interval = "every noise level" if s["interval"] == [0.0, None] else f"sigma in ({s['interval'][0]:g}, " \
         f"{s['interval'][1]:g}]"

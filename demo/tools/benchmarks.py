@@ -81,12 +81,19 @@ def installed(name: str) -> bool:
 
 def machine(device: torch.device) -> dict:
     """What ran the bench: the device, the CPU, threads, library versions, the commit and the date."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    commit = git("rev-parse", "--short", "HEAD") or None
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += " with uncommitted changes"
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("flags")), []) if cpuinfo.exists() else []
     return {"device": device_name(device), "device_type": device.type, "cpu": device_name(torch.device("cpu")),
+            "cpu_vector_units": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags],
             "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "cuda": torch.version.cuda if device.type == "cuda" else None, "python": platform.python_version(),
             "platform": platform.platform(), "commit": commit,
@@ -163,9 +170,10 @@ def memory_format(nets, fmt: torch.memory_format):
 # ---- networks -------------------------------------------------------------------------------------------
 
 def flops_per_sample(net, classifier: bool = False) -> float:
-    x = torch.randn(4, *IMAGE_SHAPE)
-    with FlopCounterMode(display=False) as counter:
-        net(x, 1.0) if classifier else net(x, 1.0, torch.full((4,), 3))
+    device = next(net.parameters()).device
+    x = torch.randn(4, *IMAGE_SHAPE, device=device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(x, 1.0) if classifier else net(x, 1.0, torch.full((4,), 3, device=device))
     return counter.get_total_flops() / 4
 
 
