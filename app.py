@@ -40,9 +40,11 @@ def build() -> gr.Blocks:
     return blocks
 
 
-def attach(service: Service, out_dir: Path, weights_folder: Path | None = None) -> None:
-    """The loaded models and this run's private output folder, for the handlers (the server calls it)."""
+def attach(service: Service, out_dir: Path, weights_folder: Path | None = None, settings=None) -> None:
+    """The loaded models, this run's private output folder, where the weights came from and the settings, for
+    the handlers (the server calls it)."""
     Runtime.service, Runtime.out_dir, Runtime.weights_folder = service, out_dir, weights_folder
+    Runtime.previews = True if settings is None else settings.previews
     toy_tab.TOY_LAB.budget = service.budget
 
 

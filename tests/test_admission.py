@@ -38,9 +38,10 @@ def test_at_most_max_in_flight_comparisons_sample_and_the_next_is_told_at_once(m
 def test_a_ladder_over_the_budget_is_refused_before_anything_is_sampled(models, monkeypatch):
     service = svc.Service(models, budget=1.0)
     monkeypatch.setattr(service.scheduler, "step", lambda: pytest.fail("sampled a ladder it should refuse"))
-    huge = replace(BASE, num_samples=64, sampler=SamplerConfig(num_steps=100))     # one run: 5x the default
-    with pytest.raises(RequestError, match=r"This w ladder would cost 5\.00x a default comparison; this server "
-                                           r"allows 1x per request"):
+    huge = replace(BASE, num_samples=64, sampler=SamplerConfig(num_steps=100))     # one run: many defaults
+    times = svc.shown_times(svc.cost([replace(huge, method="cfg")]) / svc.REFERENCE_COST)   # rounded up
+    with pytest.raises(RequestError, match=rf"This w ladder would cost {times} a default comparison; this "
+                                           r"server allows 1x per request"):
         service.sweep_live(huge, ["cfg"], (1.0, 2.0), background=True, visitor="a").run()
     assert not service.scheduler.jobs and not service.background
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 import app
 from demo.engine.guidance import GUIDANCE, METHODS
+from demo.science import findings
 from demo.serving import service as svc
 from demo.toy import lab as toy_lab
 from demo.ui import compare_tab, form, sweep_tab, toy_tab, views
@@ -86,11 +87,14 @@ def test_each_method_at_its_own_w(service):
 def test_the_guide_changes_autoguidance_and_its_measured_range(service):
     default = drain(compare_tab.on_compare(**values(mode="own", w_autoguidance=3.0)))
     early = drain(compare_tab.on_compare(**values(mode="own", w_autoguidance=3.0, guide="collapses_early")))
-    assert "Autoguidance with this guide at w = 3 is past w ≈ 1.3" in early[0]      # the study's number
+    measured = findings.method_range("autoguidance", "collapses_early")   # the stored evaluation's rows
+    assert 1 < measured.degrades_beyond < 3 < findings.method_range("autoguidance").degrades_beyond
+    assert f"Autoguidance with this guide at w = 3 is past w ≈ {measured.degrades_beyond:.2g}" in early[0]
     assert "Autoguidance with this guide" not in default[0]
     assert early[0] != default[0]
     captions = compare_tab.on_guide("collapses_early")
-    assert "best FID at 0.5; degrades beyond ≈ 1.3" == captions[GUIDED.index("autoguidance")]["info"]
+    assert (f"best FID at {measured.best_weight:g}; degrades beyond ≈ {measured.degrades_beyond:.2g}"
+            == captions[GUIDED.index("autoguidance")]["info"])
     with pytest.raises(gr.Error, match=r"guide \(guide\) must be one of default, collapses_early, mild"):
         drain(compare_tab.on_compare(**values(guide="nope")))
 

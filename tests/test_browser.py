@@ -49,7 +49,7 @@ SIZES = {"projector": (1024, 768), "laptop": (1440, 900), "phone": (390, 844)}
 def open_page(browser, server, size):
     page = browser.new_page(viewport={"width": size[0], "height": size[1]})
     page.goto(server, wait_until="domcontentloaded")
-    page.locator("#comparison .gl-cell img").first.wait_for(timeout=120_000)     # no click needed
+    page.locator("#comparison .gl-comparison[data-key] .gl-cell img").first.wait_for(timeout=120_000)     # no click needed
     return page
 
 
@@ -118,12 +118,12 @@ def test_a_link_restores_its_comparison_on_arrival(server, browser):
     link = f"{server}/?label=7&w_cfg=5&seed=12&follow=2&num_samples=4&num_steps=6&sampler=ancestral&sigma_hi=40"
     page = browser.new_page(viewport={"width": 1024, "height": 768})
     page.goto(link, wait_until="domcontentloaded")
-    page.locator("#comparison .gl-comparison:not([data-forming]) .gl-cell img").first.wait_for(timeout=120_000)
+    page.locator("#comparison .gl-comparison[data-key] .gl-cell img").first.wait_for(timeout=120_000)
     assert page.locator("#digit input:checked").get_attribute("value") == "7"
     assert page.locator("#weight-cfg input[type=number]").input_value() == "5"
     assert page.locator("#comparison .gl-row[data-method='cfg']").get_attribute("data-w") == "5"
     key = page.locator("#comparison .gl-comparison").get_attribute("data-key")
-    assert key.startswith("7|12|4|6|ancestral|0|40|")                       # label, seed, samples, steps, ...
+    assert key.startswith(f"7|12|4|6|ancestral|{COMPARE['sigma_lo'].default:g}|40|")   # label, seed, samples, ...
     assert page.locator('#comparison .gl-cell.gl-selected[data-sample="2"]').count() == 6   # followed, each row
     page.locator("#filmstrip .gl-frame img").first.wait_for(timeout=120_000)
     assert "sample 1, Classifier-free guidance, w = 5: read as" in page.locator(
@@ -131,7 +131,7 @@ def test_a_link_restores_its_comparison_on_arrival(server, browser):
     assert "label=7" in page.url and "w_cfg=5" in page.url and "follow=2" in page.url
     assert page.locator("#link-note").inner_text().strip() == ""
     page.goto(f"{server}/?seed=abc&tab=nowhere&colour=red", wait_until="domcontentloaded")
-    page.locator("#comparison .gl-cell img").first.wait_for(timeout=120_000)
+    page.locator("#comparison .gl-comparison[data-key] .gl-cell img").first.wait_for(timeout=120_000)
     note = page.locator("#link-note").inner_text()
     assert "Seed (seed) must be a number, got 'abc'" in note and "tab must be one of" in note
     assert "'colour' is not a setting" in note and "\n" not in note.strip()

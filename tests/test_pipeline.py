@@ -95,3 +95,18 @@ def test_every_offered_guide_is_shipped_and_changes_autoguidance(models):
     finals = [generate_final(models, replace(base, guide=g.key)) for g in GUIDES]
     for k in range(1, len(finals)):
         assert not torch.allclose(finals[0], finals[k], atol=1e-3)       # each guide is a different D_weak
+
+
+def test_the_followed_samples_p_c_x_is_read_on_demand_exactly_as_a_probe_would(models):
+    """The comparison samples without the p(c|x) probe (work nobody sees); showing a sample's trajectory reads it
+    for that sample only, from the recorded states: the same curve as a run that probed every step."""
+    import numpy as np
+
+    from demo.serving import recording
+    request = Request(label=4, method="cfg", weight=2.0, num_samples=3, seed=8, sampler=SamplerConfig(num_steps=6))
+    (run,) = recording.run_methods(models, [request])
+    assert np.isnan(run.p_target).all()                             # cfg reads no classifier while sampling
+    (column,) = recording.probe(models, [run], 2)
+    probed = torch.stack([s.p_target for s in generate(models, request)]).numpy()   # the engine's own probe
+    np.testing.assert_allclose(column, probed[:, 2], atol=1e-5)
+    assert np.isnan(run.p_target).all()                             # probe() returns it; Service.probe stores it

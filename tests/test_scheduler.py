@@ -123,7 +123,9 @@ def test_a_request_over_the_budget_is_refused_at_once_with_what_to_reduce(models
     with pytest.raises(RequestError, match="2-D run would cost"):
         toy_lab.ToyLab(budget=8).run_live(toy_lab.parse_toy("three classes, overlapping", 0, 2.0, 1000, 5000, 0)).run()
     assert time.perf_counter() - began < 1 and not service.scheduler.jobs
-    assert svc.cost(svc.comparison_requests(Request(label=0, weight=1.0))) == svc.REFERENCE_COST
+    from demo.engine.config import PRESETS  # the unit: a comparison at the app's default preset
+    default = Request(label=0, weight=1.0, sampler=PRESETS[0].sampler, interval=PRESETS[0].interval)
+    assert svc.cost(svc.comparison_requests(default)) == svc.REFERENCE_COST
     service.compare(replace(huge, num_samples=2, sampler=SamplerConfig(num_steps=8)))      # a small one runs
     assert svc.Service(models, budget=1000).budget == 1000
 

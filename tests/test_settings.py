@@ -156,7 +156,7 @@ def test_start_leaves_its_environ_alone_and_keeps_gradios_cache_private(tmp_path
         served.append((host, port, block, max_queue))
         return FakeBlocks()
     parts = server.AppParts(serve=serve, prepare=lambda service: None,
-                            attach=lambda service, output, weights: attached.append((service, output, weights)))
+                            attach=lambda service, output, weights, settings: attached.append((service, output, weights)))
     port = free_port()
     blocks, root = server.start(parts, ["--port", str(port), "--weights", str(weights_copy), "--max-queue", "5"],
                                 environ)

@@ -10,6 +10,7 @@ import sys
 import types
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,7 +70,7 @@ def zerogpu(monkeypatch):
 
 def test_on_zerogpu_the_cache_lives_in_the_server_process(models, zerogpu):
     service = svc.Service(models)
-    assert zerogpu.wrapped == ["sample_batch"]                   # decorated once, when made (before launch)
+    assert zerogpu.wrapped == ["sample_batch", "probe_batch"]    # decorated once, when made (before launch)
     here = []                                                    # denoiser calls in this (the server) process
     hook = models.net.register_forward_pre_hook(lambda *_: here.append(os.getpid()))
     try:
@@ -79,13 +80,15 @@ def test_on_zerogpu_the_cache_lives_in_the_server_process(models, zerogpu):
         trajectory = service.compare_live(BASE, METHODS).run()  # what the trajectory handler asks next
         assert trajectory.runs == first.runs and trajectory.fresh_batches == frozenset()
         assert len(zerogpu.calls) == 1
+        service.probe(list(trajectory.runs.values()), 1)        # the followed sample's p(c|x): one device call
+        assert len(zerogpu.calls) == 2 and all(not np.isnan(r.p_target[:, 1]).any() for r in trajectory.runs.values())
         ladder = service.sweep_live(BASE, METHODS[1:], (0.5, 2.0), background=True, visitor="v").run()
-        assert len(zerogpu.calls) == 2 and len(ladder.runs) == 10
+        assert len(zerogpu.calls) == 3 and len(ladder.runs) == 10
         moved = service.compare(BASE, METHODS, {m: 2.0 for m in METHODS[1:]})       # w moved along the ladder
-        assert len(zerogpu.calls) == 2 and moved.fresh_batches == frozenset()
+        assert len(zerogpu.calls) == 3 and moved.fresh_batches == frozenset()
         with pytest.raises(RequestError, match="guide 'mild' is not installed"):   # refused before any GPU call
             svc.Service(replace(models, guides={})).compare(replace(BASE, guide="mild"), ["autoguidance"])
-        assert len(zerogpu.calls) == 2
+        assert len(zerogpu.calls) == 3
     finally:
         hook.remove()
     assert not here                                              # no network ran in the server process

@@ -90,6 +90,25 @@ class Interval:
 
 
 @dataclass(frozen=True)
+class Preset:
+    """A named choice of steps and guidance interval for the app; the first of PRESETS is its default, and what
+    "a default comparison" (the budget's unit) means. Each has its stored evaluation (assets/<evaluation>)."""
+    key: str
+    label: str
+    sampler: SamplerConfig
+    interval: Interval
+    evaluation: str
+
+
+PRESETS = (   # the FLOP study (python -m demo.science.flop_study; README): 10 steps and the interval tie 32 steps
+    Preset("fast", "Fast: 10 DDIM steps, guidance for 0.2 < σ ≤ 10", SamplerConfig(num_steps=10),
+           Interval(0.2, 10.0), "evaluation.json"),
+    Preset("classic", "Classic: 32 DDIM steps, guidance at every step", SamplerConfig(num_steps=32), Interval(),
+           "evaluation_classic.json"),
+)
+
+
+@dataclass(frozen=True)
 class Guide:
     """An autoguidance guide the app offers (Request.guide = key): weights/<file>.safetensors, from the guide
     study (python -m demo.science.guide_study); `label` names it in the UI and `lesson` says what choosing it shows."""
@@ -99,18 +118,16 @@ class Guide:
     lesson: str
 
 
-GUIDES = (
+GUIDES = (    # how each was made; what each does is measured (the evaluation's rows; How it works quotes them)
     Guide("default", "weak_denoiser", "Recommended",
           "the guide study's best: a quarter of the channels (1/14 of the parameters), half of the main model's "
-          "training, EMA half-life 20% of it; best FID at w ≈ 2, FID doubles only beyond w ≈ 4"),
+          "training, EMA half-life 20% of it"),
     Guide("collapses_early", "guide_collapses_early", "Collapses early",
           "half the channels in a short run of its own (1/4 of the training, learning rate decayed to its end; "
-          "the guide shipped before the study): good at w ≤ 1, but FID doubles by w ≈ 1.3 and is 15x its best "
-          "at w = 3"),
-    Guide("mild", "guide_mild", "Mild",
-          "the main network after 1/16 of its training: far weaker everywhere, so the push is broad and mild: "
-          "a smaller gain (best FID 1.5x the recommended guide's), but no blow-up (FID 2.5 at w = 5, where the "
-          "short-run guide reaches 25)"),
+          "the guide shipped before the study)"),
+    Guide("mild", "guide_mild", "Early snapshot",
+          "the main network itself after 1/16 of its training: far weaker everywhere (with 32 steps a mild, "
+          "broad push; with the fast preset's 10 steps it overshoots first)"),
 )
 
 

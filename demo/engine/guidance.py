@@ -18,19 +18,9 @@ guided-diffusion's `classifier_scale` = w. Since D = x - sigma * eps and score =
 CFG at weight w samples the score of p(x|c)^(1+w) / p(x)^w, and classifier guidance with the exact classifier
 gives exactly the same D_w (tests/test_guidance.py checks both on an analytic Gaussian mixture).
 
-GFCG rule implemented here: a rule inferred from the abstract of Shenoy et al. 2024 (arXiv 2411.15393), not
-checked against the paper's equations (its method section and code were not available to us). The abstract
-says: "a time-adaptive reference class label and corresponding guidance scale are determined at each time
-step", using the classifier "solely in inference mode". The default rule: the noisy classifier, without
-gradient, reads the current x at the current sigma; p = softmax(logits(x, sigma)); c_ref = argmax_{k != c} p_k
-(the class the sample is most confused with); a = 1 - p_c (~1 while the sample is ambiguous, -> 0 once it is
-clearly class c). D(x|c) and D(x|c_ref) are evaluated in one batched forward pass. Three fields make the
-choices the abstract leaves open explicit (GFCG_OPTIONS; the first value of each is the default above):
-  reads      "x_t": the classifier reads x at sigma;  "x0": it reads the x0 estimate D(x|c) at SIGMA_READ_X0
-  reference  "confused": c_ref = argmax_{k != c} p_k;  "null": the unconditional label (CFG's direction, GFCG's a)
-  scale      "1-p": a = 1 - p_c;  "margin": a = min(1, p_ref / p_c), p_ref = max_{k != c} p_k
-The sixth method, GFCG + autoguidance, takes the reference prediction from the weak network instead:
-Delta = a (D(x|c) - D_weak(x|c_ref)). The paper names this combination; the rule is our guess, not its equations.
+GFCG (Shenoy et al. 2024, arXiv 2411.15393): a rule inferred from the abstract, not checked against the paper's
+equations (its method section and code were not available to us); GradientFree states it and its open choices
+(GFCG_OPTIONS). GFCG + autoguidance takes the reference prediction from the weak network: our guess.
 
 How a method is written: one class with two plain methods and its facts as class attributes.
   requests(net, x, label, belief) -> list[Call]       the denoiser evaluations it needs

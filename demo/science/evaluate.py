@@ -16,15 +16,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from demo.engine.config import ASSETS_DIR, NUM_CLASSES, Interval, SamplerConfig
+from demo.engine.config import ASSETS_DIR, GUIDES, NUM_CLASSES, PRESETS, Interval, SamplerConfig
 from demo.engine.guidance import (
     GFCG_OPTIONS,
     GUIDANCE,
@@ -145,7 +146,8 @@ def floor_row(models: Models, reference: Reference, sigma_min: float) -> dict:
                                              sigma_min)]), "nfe_per_sample": 0, "seconds_per_sample": 0.0}
 
 
-def plots(rows: list[dict], out: Path, suffix: str) -> list[Path]:
+def plots(rows: list[dict], out: Path, prefix: str) -> list[Path]:
+    suffix = prefix
     sweep = sweep_rows(rows)
     floor = next((r for r in rows if r["method"] == "real data"), None)
     by_method = {m: sorted([r for r in sweep if r["method"] in (m, "unguided")], key=lambda r: r["w"])
@@ -182,7 +184,7 @@ def plots(rows: list[dict], out: Path, suffix: str) -> list[Path]:
             logx=True)
     paths = []
     for name, fig in figures.items():
-        path = out / f"evaluation_{name}{suffix}.png"
+        path = out / f"{suffix}_{name}.png"
         fig.savefig(path)
         paths.append(path)
     return paths
@@ -195,61 +197,83 @@ def line(r: dict) -> str:
             f"FID {r[FID]:6.3f}±{r[FID + '_sd']:.3f} P {r['precision']:.2f} R {r['recall']:.2f}±{r['recall_sd']:.2f}")
 
 
+GUIDE_WEIGHTS = (0.5, 1.0, 2.0, 3.0, 5.0)    # autoguidance with every offered guide (the menu's captions)
+INTERVAL_POINT = ("cfg", 3.0)               # where guidance only at high / only at low noise is compared
+SIGMA_SPLIT = 1.0                            # the noise level splitting "high" from "low"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny run for tests (< 60 s on a 2-core CPU)")
+    parser.add_argument("--preset", choices=[p.key for p in PRESETS], default=PRESETS[0].key,
+                        help="the app's settings to evaluate (steps, guidance interval); writes assets/<its file>")
     parser.add_argument("--per-class", type=int, default=PER_CLASS)
     parser.add_argument("--seeds", type=int, default=2, help=f"seeds per point (at most {len(SEEDS)})")
-    parser.add_argument("--steps", type=int, default=SamplerConfig().num_steps)
     parser.add_argument("--only", nargs="*", choices=METHODS[1:],
                         help="guided methods to sweep (default: all); the other methods' rows of an earlier run "
-                             "with the same seeds and steps are kept")
-    parser.add_argument("--no-variants", action="store_true", help="skip the GFCG option variants")
+                             "with the same settings are kept")
+    parser.add_argument("--no-variants", action="store_true",
+                        help="skip the GFCG option variants, the other guides and the interval halves")
     parser.add_argument("--out", type=Path, default=ASSETS_DIR)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    per_class, steps, weights = (2, 4, (0.0, 1.0, 4.0)) if args.quick else (args.per_class, args.steps, WEIGHTS)
+    preset = next(p for p in PRESETS if p.key == args.preset)
+    sampler, interval = preset.sampler, preset.interval
+    per_class, weights = (2, (0.0, 1.0, 4.0)) if args.quick else (args.per_class, WEIGHTS)
+    if args.quick:
+        sampler = replace(sampler, num_steps=4)
     seeds = SEEDS[:max(1, min(args.seeds, len(SEEDS)))]
-    suffix = "_quick" if args.quick else ""
+    name = Path(preset.evaluation).stem + ("_quick" if args.quick else "")
     models = Models.load(device=args.device)
-    sampler = SamplerConfig(num_steps=steps)
     reference = Reference.of(models)
     point = dict(reference=reference, per_class=per_class, seeds=seeds, sampler=sampler)
     rows = [floor_row(models, reference, sampler.sigma_min), evaluate_point(models, "unguided", 0.0, **point)]
     for r in rows:
         print(line(r), flush=True)
+
+    def add(method, weight, **extra):
+        rows.append(evaluate_point(models, method, weight, **{"interval": interval, **extra}, **point))
+        print(line(rows[-1]), flush=True)
     for method in args.only or METHODS[1:]:
         for weight in weights[1:]:
-            rows.append(evaluate_point(models, method, weight, **point))
-            print(line(rows[-1]), flush=True)
+            add(method, weight)
     if not args.no_variants and (not args.only or "gfcg" in args.only):
-        for name, values in GFCG_OPTIONS.items():
+        for option, values in GFCG_OPTIONS.items():
             for value in values[1:]:
                 for weight in (weights[1:2] if args.quick else VARIANT_WEIGHTS):
-                    rows.append(evaluate_point(models, "gfcg", weight, options={name: value}, **point))
-                    print(line(rows[-1]), flush=True)
+                    add("gfcg", weight, options={option: value})
+    if not args.no_variants and not args.only:
+        for guide in GUIDES[1:]:
+            for weight in (weights[1:2] if args.quick else GUIDE_WEIGHTS):
+                add("autoguidance", weight, guide=guide.key)
+        method, weight = INTERVAL_POINT
+        for part, half in (("high noise only", Interval(SIGMA_SPLIT, math.inf)),
+                           ("low noise only", Interval(0.0, SIGMA_SPLIT))):
+            add(method, weight, interval=half)
+            rows[-1]["variant"] = f"interval {part} ({half.sigma_lo:g}, {half.sigma_hi:g}]"
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"evaluation{suffix}.json"
+    path = args.out / f"{name}.json"
     if args.only and path.exists():             # keep the other methods' rows of an earlier run, same settings
         earlier = json.loads(path.read_text())
-        if earlier["settings"].get("seeds") == list(seeds) and earlier["settings"]["steps"] == steps:
+        if earlier["settings"].get("seeds") == list(seeds) and earlier["settings"]["steps"] == sampler.num_steps:
             rows += [r for r in earlier["rows"] if r["method"] not in {*args.only, "real data", "unguided"}
                      and not (r["variant"] and "gfcg" in args.only)]
     rows.sort(key=lambda r: (r["method"] != "real data", METHODS.index(r["method"]) if r["method"] in METHODS
-                             else -1, bool(r["variant"]), r["variant"], r["w"]))
-    meta = {"per_class": per_class, "samples_per_point": per_class * NUM_CLASSES, "seeds": list(seeds),
-            "steps": steps, "sampler": sampler.sampler,
+                             else -1, bool(r["variant"]), r["variant"], bool(r["guide"]), r["guide"], r["w"]))
+    meta = {"preset": preset.key, "per_class": per_class, "samples_per_point": per_class * NUM_CLASSES,
+            "seeds": list(seeds), "steps": sampler.num_steps, "sampler": sampler.sampler,
+            "interval": [interval.sigma_lo, interval.sigma_hi if math.isfinite(interval.sigma_hi) else None],
             "real_reference": f"{len(reference.features)} held-out MNIST digits (every other digit of each class)",
             "floor": f"the other {len(reference.floor_labels)} held-out digits against the reference",
             "feature_space": "evaluation classifier penultimate features (128-d)", "device": str(args.device),
             "spread": "mean ± sample sd over seeds"}
     path.write_text(json.dumps({"settings": meta, "rows": rows}, indent=2) + "\n")
-    with open(args.out / f"evaluation{suffix}.csv", "w", newline="") as file:
+    with open(args.out / f"{name}.csv", "w", newline="") as file:
         fields = [k for k in rows[0] if k != "per_seed"]
         writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    for path in plots(rows, args.out, suffix):
+    for path in plots(rows, args.out, name):
         print("wrote", path)
 
 

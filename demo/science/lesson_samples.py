@@ -1,6 +1,7 @@
 """Samples the lessons follow, found by measurement: `python -m demo.science.lesson_samples [--out FILE]`.
 
-Two lessons point at one sample of one comparison (the app's default settings, a digit and a seed):
+Two lessons point at one sample of one comparison (the app's default preset: its steps and guidance interval, a
+digit and a seed):
   fooled     classifier guidance at w = FOOLED_W: the guiding classifier's p(c|x) at the end is high (>= 0.9)
              while the separate evaluation classifier does not read the digit as c, or finds it unrealistic
   switches   gradient-free guidance at its default w: the reference class c_ref = argmax_{k != c} p(k|x_t, sigma)
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from demo.engine.config import ASSETS_DIR, NUM_CLASSES, SamplerConfig
+from demo.engine.config import ASSETS_DIR, NUM_CLASSES, PRESETS, Preset
 from demo.engine.guidance import GUIDANCE
 from demo.engine.metrics import evaluate_images
 from demo.engine.pipeline import Models, Request, generate
@@ -40,8 +41,9 @@ def read(models: Models, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return probs, models.realism.distance_ratio(features) <= 1
 
 
-def fooled(models: Models, label: int, seed: int, sampler: SamplerConfig) -> dict | None:
-    request = Request(label=label, method="classifier", weight=FOOLED_W, seed=seed, sampler=sampler)
+def fooled(models: Models, label: int, seed: int, preset: Preset) -> dict | None:
+    request = Request(label=label, method="classifier", weight=FOOLED_W, seed=seed, sampler=preset.sampler,
+                      interval=preset.interval)
     steps = list(generate(models, request))
     p_guide = steps[-1].p_target                          # the guiding classifier at sigma_min, per sample
     probs, realistic = read(models, steps[-1].x)
@@ -55,30 +57,33 @@ def fooled(models: Models, label: int, seed: int, sampler: SamplerConfig) -> dic
     return None
 
 
-def switches(models: Models, label: int, seed: int, sampler: SamplerConfig, weight: float) -> dict | None:
-    request = Request(label=label, method="gfcg", weight=weight, seed=seed, sampler=sampler)
+def switches(models: Models, label: int, seed: int, preset: Preset, weight: float) -> dict | None:
+    request = Request(label=label, method="gfcg", weight=weight, seed=seed, sampler=preset.sampler,
+                      interval=preset.interval)
     steps, probs = trajectory(models, request)
     others = probs.clone()
     others[..., label] = -1
     reference = others.argmax(-1)                         # (N, B): c_ref at every step
+    active = [i for i, s in enumerate(steps[:-1]) if request.interval.contains(s.sigma)]   # where GFCG guides
     for k in range(request.num_samples):
-        sequence = reference[:, k].tolist()
-        changes = [i for i in range(1, len(sequence)) if sequence[i] != sequence[i - 1]]
+        sequence = [reference[i, k].item() for i in active]
+        changes = [active[i] for i in range(1, len(sequence)) if sequence[i] != sequence[i - 1]]
         final = float(probs[-1, k, label])
         if changes and final >= 0.9 and sequence[0] != sequence[-1]:
-            return {"label": label, "seed": seed, "sample": k, "w": weight, "reference_by_step": sequence,
-                    "first_switch_step": changes[0], "from_class": sequence[0], "to_class": sequence[-1],
+            return {"label": label, "seed": seed, "sample": k, "w": weight, "guided_steps": active,
+                    "reference_by_step": reference[:, k].tolist(), "first_switch_step": changes[0],
+                    "from_class": sequence[0], "to_class": sequence[-1],
                     "p_label_by_step": [round(float(p), 3) for p in probs[:, k, label]]}
     return None
 
 
-def search(models: Models, sampler: SamplerConfig, gfcg_w: float) -> dict:
+def search(models: Models, preset: Preset, gfcg_w: float) -> dict:
     found: dict = {}
     for seed in SEEDS:
         for label in range(NUM_CLASSES):
-            if "fooled" not in found and (hit := fooled(models, label, seed, sampler)):
+            if "fooled" not in found and (hit := fooled(models, label, seed, preset)):
                 found["fooled"] = hit
-            if "switches" not in found and (hit := switches(models, label, seed, sampler, gfcg_w)):
+            if "switches" not in found and (hit := switches(models, label, seed, preset, gfcg_w)):
                 found["switches"] = hit
             if len(found) == 2:
                 return found
@@ -90,9 +95,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     from demo.science import findings
-    sampler = SamplerConfig()
-    found = search(Models.load(), sampler, findings.default_weight("gfcg"))
-    found["settings"] = {"num_steps": sampler.num_steps, "sampler": sampler.sampler, "num_samples": 8,
+    preset = PRESETS[0]
+    found = search(Models.load(), preset, findings.default_weight("gfcg"))
+    found["settings"] = {"preset": preset.key, "num_steps": preset.sampler.num_steps,
+                         "sampler": preset.sampler.sampler, "num_samples": 8,
+                         "interval": [preset.interval.sigma_lo, preset.interval.sigma_hi],
                          "methods": {m: GUIDANCE[m].title for m in ("classifier", "gfcg")}}
     args.out.write_text(json.dumps(found, indent=2) + "\n")
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if not kk.endswith("by_step")} for k, v in found.items()

@@ -10,7 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 
-def _decorate(ax: plt.Axes, xlabel: str, ylabel: str, title: str, legend_columns: int = 1) -> None:
+def decorate(ax: plt.Axes, xlabel: str, ylabel: str, title: str, legend_columns: int = 1) -> None:
+    """Axis labels, a title, a light grid and a legend: every figure of the studies and the app."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
@@ -38,5 +39,5 @@ def method_lines(series: dict[str, tuple[Sequence[float], ...]], xlabel: str, yl
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    _decorate(ax, xlabel, ylabel, title)
+    decorate(ax, xlabel, ylabel, title)
     return fig

@@ -82,11 +82,6 @@ class ComputeThread:
         return self.decorated[fn]
 
 
-def on_device(fn):
-    """No longer needed (handlers need no decorator: the Service makes the device calls); kept so that the UI
-    modules that still mark handlers with it keep working. Remove with its last use."""
-    return fn
-
 
 COMPUTE = ComputeThread()
 on_compute_thread = COMPUTE.wrap

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from demo.engine import pixels
+from demo.engine.batching import classify, target_probability
 from demo.engine.metrics import evaluate_images
+from demo.engine.noise import karras_sigmas
 from demo.engine.pipeline import Models, Request, Run, advance_together, finish_together
 from demo.engine.progress import Live, Progress
 
@@ -34,16 +36,24 @@ class FinishedRun:
     frame_sigmas: np.ndarray       # (F,)
     frames_x: np.ndarray           # (F, B, 28, 28) uint8, x_t shown at unit scale
     frames_denoised: np.ndarray    # (F, B, 28, 28) uint8, guided x0 estimate
-    p_target: np.ndarray           # (N + 1, B) p(target | x_t) from the noisy classifier
+    p_target: np.ndarray           # (N + 1, B) p(target | x_t) from the noisy classifier; NaN where no method read
+                                   # it while sampling (probe() reads it for the followed sample when it is shown)
     guidance_norm: np.ndarray      # (N, B) ||clamp(D_w) - clamp(D)||: what guidance changed in the followed x0
     batch: int                     # id of the sampling batch this run was computed in (runs in lockstep share it)
     seconds: float                 # wall time of that batch
+    states: np.ndarray             # (N + 1, B, 1, 28, 28) float32: x_t entering every step, then the sample
 
     @property
     def nbytes(self) -> int:
         """Approximate memory held by this run (for the cache's byte budget)."""
         return sum(a.nbytes for a in (self.frames_x, self.frames_denoised, self.p_target, self.guidance_norm,
-                                      self.pixels)) + 5 * self.samples.numel() * 4
+                                      self.pixels, self.states)) + 5 * self.samples.numel() * 4
+
+    def state_sigmas(self) -> np.ndarray:
+        """(N + 1,) the noise level at which p(c | x) reads each state (the sample: at sigma_min)."""
+        sampler = self.request.sampler
+        sigmas = karras_sigmas(sampler.num_steps, sampler.sigma_min, sampler.sigma_max, sampler.rho).numpy()
+        return np.concatenate([sigmas[:-1], [sampler.sigma_min]])
 
     def realistic(self) -> torch.Tensor:
         """(B,) bool: inside the real digits' manifold (metrics.Realism)."""
@@ -76,6 +86,7 @@ class Recorder:
         self.p_target: list[torch.Tensor] = []
         self.norms: list[torch.Tensor] = []
         self.latest = None                   # the last Step (its tensors, not copied): what a preview shows
+        self.states: list[torch.Tensor] = []
         self.started = time.perf_counter()
 
     @property
@@ -89,7 +100,9 @@ class Recorder:
     def record(self, step) -> None:
         if step.sigma > 0:
             self.latest = step
-        self.p_target.append(step.p_target.cpu())
+        self.states.append(step.x.detach().cpu())                # a new tensor every step: kept, not copied
+        self.p_target.append(step.p_target.cpu() if step.p_target is not None else
+                             torch.full((len(step.x),), float("nan")))
         if step.sigma > 0:
             self.norms.append(step.guidance_norm.cpu())
         if step.index in self.keep:
@@ -109,7 +122,7 @@ def preview(step) -> tuple[int, float, np.ndarray, np.ndarray]:
 def step_together(models: Models, recorders: Sequence[Recorder]) -> list:
     """One sampling step of every recorder (batched across all of them, whatever their noise levels); the
     Steps recorded."""
-    steps = advance_together(models, [r.run for r in recorders])
+    steps = advance_together(models, [r.run for r in recorders], record=False)     # p(c|x): probe() on demand
     for recorder, step in zip(recorders, steps):
         recorder.record(step)
     return steps
@@ -119,7 +132,7 @@ def finish(models: Models, recorders: Sequence[Recorder]) -> list[FinishedRun]:
     """Finished recorders -> MethodRuns: final samples, evaluation-classifier verdicts and realism, in one
     batch for all of them. Nothing is recorded until every network call succeeded (a failed batch can be
     finished again, run by run)."""
-    finals = finish_together(models, [r.run for r in recorders])
+    finals = finish_together(models, [r.run for r in recorders], record=False)
     samples = [step.x.cpu() for step in finals]
     probs, features = evaluate_images(models.eval_classifier, torch.cat(samples))
     realism = models.realism.distance_ratio(features).float()
@@ -134,8 +147,27 @@ def finish(models: Models, recorders: Sequence[Recorder]) -> list[FinishedRun]:
                               np.array([f[1] for f in fr]), np.stack([f[2] for f in fr]),
                               np.stack([f[3] for f in fr]), torch.stack(r.p_target).numpy(),
                               torch.stack(r.norms).numpy() if r.norms else np.zeros((0, r.request.num_samples)),
-                              r.batch, now - r.started))
+                              r.batch, now - r.started, torch.stack(r.states).numpy()))
     return runs
+
+
+@torch.inference_mode()
+def probe(models: Models, runs: Sequence[FinishedRun], index: int) -> list[np.ndarray]:
+    """p(target | x_t, sigma) of sample `index` at every recorded state of each run, from the noisy classifier
+    (the trajectory plot's curve), read only where sampling did not already (one batch for all runs): the work
+    of showing one followed sample, instead of a probe of every sample at every step. Returns the columns."""
+    columns, asks = [run.p_target[:, index].copy() for run in runs], []
+    for k, run in enumerate(runs):
+        missing = np.flatnonzero(np.isnan(columns[k]))
+        asks += [(k, step, run.states[step, index], run.state_sigmas()[step], run.request.label) for step in missing]
+    if asks:
+        x = torch.as_tensor(np.stack([a[2] for a in asks]), device=models.device)
+        sigma = torch.tensor([a[3] for a in asks], dtype=x.dtype, device=models.device)
+        label = torch.tensor([a[4] for a in asks], device=models.device)
+        p = target_probability(classify(models.classifier, x, sigma, label, grad=False).probs, label).cpu().numpy()
+        for (k, step, *_), value in zip(asks, p):
+            columns[k][step] = value
+    return columns
 
 
 def run_methods_live(models: Models, requests: Sequence[Request], num_frames: int = NUM_FRAMES

@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from demo.engine.config import GUIDES, Interval
+from demo.engine.config import GUIDES, PRESETS, Interval
 from demo.engine.guidance import METHODS, uses_guide
 from demo.engine.pipeline import Request
 from demo.engine.validation import RequestError
@@ -37,8 +37,8 @@ def cost(requests: Sequence[Request]) -> int:
     return sum(r.nfe * r.num_samples for r in dict.fromkeys(cache_key(r) for r in requests))
 
 
-REFERENCE_COST = cost(comparison_requests(Request(label=0, weight=1.0, num_samples=8), METHODS))  # the default
-                                                                       # comparison: 8 samples x 32 steps
+REFERENCE_COST = cost(comparison_requests(        # a default comparison: the app's default preset, 8 samples
+    Request(label=0, weight=1.0, num_samples=8, sampler=PRESETS[0].sampler, interval=PRESETS[0].interval), METHODS))
 
 
 def times_default(requests: Sequence[Request]) -> float:

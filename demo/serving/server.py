@@ -206,7 +206,7 @@ def start(parts: AppParts, argv: list[str] | None, environ) -> tuple:
     # events waiting in Gradio's queue (issue 24 §2)
     service = Service(COMPUTE.call(Models.load, folder, device=device), budget=settings.budget,
                       max_in_flight=settings.max_queue)
-    parts.attach(service, output, folder)
+    parts.attach(service, output, folder, settings)
     if spaces is None:                                          # ZeroGPU has no GPU before the first request
         COMPUTE.call(parts.prepare, service)
     blocks = parts.serve(settings.host, settings.port, block=False, max_queue=settings.max_queue)

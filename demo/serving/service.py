@@ -24,6 +24,7 @@ from demo.engine.config import BUDGET
 from demo.engine.guidance import METHODS
 from demo.engine.pipeline import Models, Request
 from demo.engine.validation import RequestError
+from demo.serving import recording
 from demo.serving.compute import COMPUTE, ComputeThread
 from demo.serving.recording import (  # noqa: F401 (API)
     NUM_FRAMES,
@@ -92,6 +93,7 @@ class Service:
         self.sampling = 0                              # interactive requests sampling now
         self.background: dict[object, float] = {}      # visitor -> cost of their background work in flight
         compute.device(self.sample_batch)              # ZeroGPU: decorated now, before the server launches
+        compute.device(self.probe_batch)
 
     def cached(self, request: Request) -> FinishedRun | None:
         with self.lock:
@@ -147,6 +149,19 @@ class Service:
                     self.sampling -= 1
                 elif (left := self.background.pop(visitor) - times) > 1e-9:
                     self.background[visitor] = left
+
+    def probe(self, runs: Sequence[FinishedRun], index: int) -> None:
+        """Fill in p(target | x_t) of sample `index` of these runs (recording.probe: what the trajectory plot of
+        a followed sample shows), on the compute thread or in one device call."""
+        device = self.compute.device(self.probe_batch)
+        columns = device(list(runs), index) if device is not None else \
+            self.compute.call(recording.probe, self.models, runs, index)
+        for run, column in zip(runs, columns):
+            run.p_target[:, index] = column
+
+    def probe_batch(self, runs: list[FinishedRun], index: int) -> list:
+        """The unit of device work for probe (ZeroGPU: pickled in and out)."""
+        return recording.probe(self.models, runs, index)
 
     def sample_batch(self, keys: list[Request]) -> list[FinishedRun]:
         """The unit of device work (ZeroGPU: one spaces.GPU call in a forked worker): sample these runs together

@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from demo.engine.config import BUDGET
+from demo.serving.outputs import MAX_OUTPUT_MB
+
 MAX_QUEUE = 64
 QUIET_NETWORK = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 DEFAULTED = "GUIDANCE_LAB_DEFAULTED"                   # which QUIET_NETWORK variables we set, not the user
@@ -52,10 +55,14 @@ class Settings:
     device: str = "auto"                # auto: cuda when available (or ZeroGPU), else cpu; cpu, cuda[:N], mps
     weights: str = ""                   # '' = weights/; a folder; or hf://owner/repo[@revision]
     max_queue: int = MAX_QUEUE          # requests waiting at most; more are refused with "queue full"
-    max_output_mb: int = 200            # the output folder's size limit (least recently used files go)
-    budget: float = 8.0                 # what one request may cost, in default comparisons
+    max_output_mb: int = MAX_OUTPUT_MB  # the output folder's size limit (least recently used files go)
+    budget: float = BUDGET              # what one request may cost, in default comparisons
     space_id: str | None = None         # Hugging Face Spaces sets SPACE_ID=owner/name
     offline: bool = False               # the user set HF_HUB_OFFLINE: hf:// weights come from the cache only
+    previews: bool = True               # a comparison forms in front of the visitor (--no-previews: a status line)
+
+
+FALSE = ("0", "false", "no", "off")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,9 +77,11 @@ def parse_settings(argv: list[str] | None, environ) -> Settings:
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--weights", help="weights folder or hf://owner/repo[@revision] (default: weights/)")
     parser.add_argument("--max-queue", help=f"requests that may wait (default {MAX_QUEUE})")
-    parser.add_argument("--max-output-mb", help="size limit of the output folder in MB (default 200)")
-    parser.add_argument("--budget", help="what one request may cost, in default comparisons (default 8; raise "
-                        "it on a single-user laptop)")
+    parser.add_argument("--max-output-mb", help=f"size limit of the output folder in MB (default {MAX_OUTPUT_MB})")
+    parser.add_argument("--budget", help=f"what one request may cost, in default comparisons (default {BUDGET:g}; "
+                        f"raise it on a single-user laptop)")
+    parser.add_argument("--no-previews", action="store_true", default=None,
+                        help="no forming pictures while a comparison samples (GUIDANCE_LAB_PREVIEWS=0)")
     args = parser.parse_args(argv)
 
     def pick(flag: str, value, *names: str) -> tuple[str | None, str]:
@@ -96,7 +105,8 @@ def parse_settings(argv: list[str] | None, environ) -> Settings:
         max_output_mb=_whole(*pick("--max-output-mb", args.max_output_mb, "GUIDANCE_LAB_MAX_OUTPUT_MB"),
                              Settings.max_output_mb, 1, 1_000_000),
         budget=_number(*pick("--budget", args.budget, "GUIDANCE_LAB_BUDGET"), Settings.budget, 0.1, 1e6),
-        space_id=space_id, offline=user_offline(environ))
+        space_id=space_id, offline=user_offline(environ),
+        previews=not args.no_previews and environ.get("GUIDANCE_LAB_PREVIEWS", "1").strip().lower() not in FALSE)
 
 
 def _whole(text: str | None, source: str, default: int, lo: int, hi: int) -> int:

@@ -1,28 +1,27 @@
-"""The measurements behind `python -m demo.bench` (which prints and saves them). Every time is a median after a
-warm-up; variants that are compared run interleaved (a, b, a, b, ...) so that drift in the machine's speed
-hits both alike, and ratios are medians of per-round ratios.
+"""The measuring tools of `python -m demo.bench` and its detail sections (networks, methods alone, things tried).
+Every time is a median after a warm-up; variants that are compared run interleaved (a, b, a, b, ...) so that
+drift in the machine's speed hits both alike, and ratios are medians of per-round ratios.
 """
 from __future__ import annotations
 
 import contextlib
+import datetime
+import importlib.util
 import math
+import os
 import platform
 import statistics
-import tempfile
+import subprocess
+import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from demo.engine import batching
-from demo.engine.config import IMAGE_SHAPE, NULL_LABEL
-from demo.engine.guidance import METHODS
+from demo.engine.config import IMAGE_SHAPE, NULL_LABEL, ROOT
 from demo.engine.pipeline import Models, Request, generate_final, generate_together
-from demo.serving import outputs as files
-from demo.serving import service as svc
-from demo.ui import views
 
 
 def synchronize() -> None:
@@ -70,9 +69,40 @@ def device_name(device: torch.device) -> str:
     return f"{model}, {torch.get_num_threads()} threads"
 
 
+def installed(name: str) -> bool:
+    """Whether `name` can be imported here (without importing it; a module set to None in sys.modules is not)."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def machine(device: torch.device) -> dict:
+    """What ran the bench: the device, the CPU, threads, library versions, the commit and the date."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    commit = git("rev-parse", "--short", "HEAD") or None
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += " with uncommitted changes"
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("flags")), []) if cpuinfo.exists() else []
+    return {"device": device_name(device), "device_type": device.type, "cpu": device_name(torch.device("cpu")),
+            "cpu_vector_units": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags],
+            "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cuda": torch.version.cuda if device.type == "cuda" else None, "python": platform.python_version(),
+            "platform": platform.platform(), "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
 def matmul_peak(device: torch.device, repeats: int) -> float:
     """GFLOP/s of a large fp32 matmul: what this device can actually sustain (the 'peak' below)."""
-    n = 2048
+    n = 4096 if device.type == "cuda" else 2048
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     return 2 * n**3 / median_seconds(lambda: a @ b, repeats) / 1e9
 
@@ -80,7 +110,8 @@ def matmul_peak(device: torch.device, repeats: int) -> float:
 @contextlib.contextmanager
 def network_timer(models: Models):
     """Accumulate wall time spent inside network calls: the denoisers' forwards (hooks) and every classifier
-    call (batching.classify, forward and, for classifier guidance, backward)."""
+    call (batching.classify, forward and, for classifier guidance, backward). (The bench's class and comparison
+    sections use demo/tools/timing.py, which also counts the evaluation classifier.)"""
     spent, started = [0.0], {}
 
     def before(module, args):
@@ -139,9 +170,10 @@ def memory_format(nets, fmt: torch.memory_format):
 # ---- networks -------------------------------------------------------------------------------------------
 
 def flops_per_sample(net, classifier: bool = False) -> float:
-    x = torch.randn(4, *IMAGE_SHAPE)
-    with FlopCounterMode(display=False) as counter:
-        net(x, 1.0) if classifier else net(x, 1.0, torch.full((4,), 3))
+    device = next(net.parameters()).device
+    x = torch.randn(4, *IMAGE_SHAPE, device=device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(x, 1.0) if classifier else net(x, 1.0, torch.full((4,), 3, device=device))
     return counter.get_total_flops() / 4
 
 
@@ -180,13 +212,15 @@ def call_times(models: Models, batch: int, repeats: int) -> dict[str, float]:
     return out
 
 
-def method_rows(models: Models, base: Request, repeats: int) -> list[dict]:
-    calls = call_times(models, base.num_samples, repeats)
+def method_rows(models: Models, requests: list[Request], repeats: int) -> list[dict]:
+    """Each method of a comparison alone (final samples only, at its own w): time, ratio to unguided, and the
+    ratio its network calls predict."""
+    calls = call_times(models, requests[0].num_samples, repeats)
     predicted = {"unguided": calls["net"], "cfg": calls["net_pair"], "autoguidance": calls["net"] + calls["weak"],
                  "classifier": calls["net"] + calls["classifier_grad"],
                  "gfcg": calls["net_pair"] + calls["classifier"],
                  "gfcg_ag": calls["net"] + calls["weak"] + calls["classifier"]}
-    requests = {m: replace(base, method=m) for m in METHODS}
+    requests = {r.method: r for r in requests}
     times = interleaved({m: (lambda r=r: generate_final(models, r)) for m, r in requests.items()}, repeats)
     rows = []
     for method, request in requests.items():
@@ -198,59 +232,11 @@ def method_rows(models: Models, base: Request, repeats: int) -> list[dict]:
     return rows
 
 
-# ---- the app's comparison ---------------------------------------------------------------------------------
-
-def app_comparison(models: Models, base: Request, folder: Path) -> svc.Results:
-    """What Generate computes and renders, from an empty cache: every method together, the comparison's HTML,
-    the summary and the downloadable grid PNG (written as the app writes it)."""
-    results = svc.Service(models).compare(base)
-    views.comparison_html(results.runs)
-    views.summary(results)
-    files.save_file(views.comparison_grid(results), folder, "comparison.png")
-    return results
-
-
-def comparison_rows(models: Models, base: Request, repeats: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="guidance_lab_bench_") as folder:
-        return _comparison_rows(models, base, repeats, Path(folder))
-
-
-def _comparison_rows(models: Models, base: Request, repeats: int, folder: Path) -> dict:
-    times = interleaved({"together": lambda: app_comparison(models, base, folder),
-                         "one_after_another": lambda: [svc.run_methods(models, [replace(base, method=m)])
-                                                       for m in METHODS]}, repeats)
-    out = {"together_seconds": statistics.median(times["together"]),
-           "one_after_another_seconds": statistics.median(times["one_after_another"]),
-           "together_min_seconds": min(times["together"]), "together_max_seconds": max(times["together"]),
-           "together_speedup": ratio(times, "one_after_another", "together")}
-    _, out["together_overhead"] = with_overhead(models, lambda: app_comparison(models, base, folder),
-                                                max(3, repeats // 2))
-    service = svc.Service(models)
-    runs = service.compare(base).runs
-
-    def change_w():
-        service.cache.clear()
-        service.cache[svc.cache_key(replace(base, method="unguided"))] = runs["unguided"]
-        service.compare(replace(base, weight=base.weight + 1))
-    out["w_change_seconds"] = median_seconds(change_w, repeats)
-
-    index = min(1, base.num_samples - 1)
-
-    def view():
-        before = service.runs_computed
-        views.animation(runs, index), views.step_plots(runs, index), views.filmstrip_html(runs, index)
-        assert service.runs_computed == before
-    out["trajectory_view_seconds"] = median_seconds(view, repeats)
-    import matplotlib.pyplot as plt
-    plt.close("all")
-    return out
-
-
 # ---- things tried -------------------------------------------------------------------------------------------
 
-def tried_rows(models: Models, base: Request, repeats: int) -> list[dict]:
-    """Each candidate against the shipped setting, interleaved; speed-up = median per-round ratio."""
-    requests = [replace(base, method=m) for m in METHODS]
+def tried_rows(models: Models, requests: list[Request], repeats: int) -> list[dict]:
+    """Each candidate against the shipped setting (a comparison's requests sampled together), interleaved;
+    speed-up = median per-round ratio."""
     rows = []
 
     def together(no_autograd=torch.inference_mode):

@@ -1,5 +1,5 @@
 """The one way the tools and the tests start the app and call it: `python app.py` on a free loopback port
-(launch_app), and /compare's named parameters (compare_kwargs, call).
+(launch_app), and /compare's named parameters (defaults, compare_kwargs, call).
 
 Used by the bench's classroom, the screenshots, the load test and tests/conftest.py. Traffic goes to 127.0.0.1.
 """
@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from demo.engine.config import ROOT
@@ -29,16 +30,19 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def launch_app(env: dict | None = None, args: Sequence[str] | None = None, port: int | None = None,
-               timeout: float = 180) -> Iterator[tuple[str, subprocess.Popen]]:
+               timeout: float = 180, timing: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """`python app.py --port <port>` (a free port unless given; `args` replaces the flags, and must then name
     the port, or set it in `env`, if the app is to listen on `port`); yields (url, process) once the start-up
-    block is printed, and stops the app afterwards. process.output(): everything it printed so far."""
+    block is printed, and stops the app afterwards. process.output(): everything it printed so far.
+    `timing`: the app runs with the bench's clock, which it writes to this file (demo/tools/timed_app.py)."""
     port = port or free_port()
     argv = ["--port", str(port)] if args is None else list(args)
     log = tempfile.TemporaryFile("w+")                   # a file, not a pipe: a full pipe would block the app
-    process = subprocess.Popen([sys.executable, "app.py", *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    command = ["app.py"] if timing is None else ["-m", "demo.tools.timed_app"]
+    clock = {} if timing is None else {"GUIDANCE_LAB_TIMING": str(timing)}
+    process = subprocess.Popen([sys.executable, *command, *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                text=True, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
-                                               "PYTHONUNBUFFERED": "1", **(env or {})})
+                                               "PYTHONUNBUFFERED": "1", **clock, **(env or {})})
 
     def output() -> str:
         log.seek(0)
@@ -69,6 +73,12 @@ def client(url: str, download_files: str | bool = False):
     from gradio_client import Client
     return Client(url, verbose=False, download_files=download_files, httpx_kwargs={"timeout": 60})
 
+
+def defaults(**changes) -> dict:
+    """/compare's keyword arguments at the app's defaults (demo/ui/form.py, read when called), with `changes`
+    by field name; the UI-only `follow` is not sent."""
+    from demo.ui.form import COMPARE
+    return COMPARE.api_defaults(**changes)
 
 
 def compare_kwargs(label: int = 3, seed: int = 0, weight: float = 2.0, num_samples: int = 8, num_steps: int = 32,

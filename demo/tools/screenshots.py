@@ -32,7 +32,7 @@ def shoot(url: str, out: Path, sizes: dict[str, tuple[int, int]] = SIZES) -> lis
         for name, (width, height) in sizes.items():
             page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(url, wait_until="domcontentloaded")
-            page.locator("#comparison .gl-cell img").first.wait_for(timeout=120_000)
+            page.locator("#comparison .gl-comparison[data-key] .gl-cell img").first.wait_for(timeout=120_000)
             page.locator("#filmstrip .gl-frame img").first.wait_for(timeout=120_000)
             page.wait_for_timeout(500)
             path = out / f"screenshot_{name}.png"

@@ -10,16 +10,15 @@ import time
 
 import gradio as gr
 
-from demo.engine.config import GUIDES, LIMITS, SIGMA_MAX, SIGMA_MIN
+from demo.engine.config import GUIDES, LIMITS, PRESETS, SIGMA_MAX, SIGMA_MIN
 from demo.engine.guidance import METHODS
-from demo.engine.validation import RequestError, shown
+from demo.engine.validation import RequestError
 from demo.serving import outputs, recording
 from demo.serving import service as svc
-from demo.serving.settings import one_line
 from demo.ui import form, hints, picture, views
 from demo.ui.common import LATEX, YIELD_EVERY, Runtime, checked_input, follow, number, radio, slider, user_errors
 from demo.ui.form import COMPARE, GUIDED
-from demo.ui.page import TABS, TOY_PREFIX
+from demo.ui.page import TABS, on_arrive
 from demo.ui.prose import CONVENTION
 
 log = logging.getLogger("guidance_lab")
@@ -100,6 +99,7 @@ def on_trajectory(progress=gr.Progress(), **values):
     yield from follow(live, progress, "sampling every method together", 3)
     runs = live.result.runs
     index = min(v.follow, base.num_samples - 1)
+    Runtime.get().probe(list(runs.values()), index)
     gif = outputs.save_file(views.animation(runs, index), Runtime.out_dir, "denoising.gif")
     yield views.filmstrip_html(runs, index), gif, views.step_plots(runs, index)
 
@@ -152,6 +152,11 @@ def on_guide(guide):
             for m in GUIDED]
 
 
+def on_preset(key):
+    """A preset's steps, sampler and guidance interval in their widgets (then the comparison runs)."""
+    return [gr.update(value=value) for value in form.preset_values(key).values()]
+
+
 def on_stop():
     return "Stopped. The picture shows the last finished result."
 
@@ -195,6 +200,9 @@ def controls() -> dict[str, gr.components.Component]:
                                            elem_id="guide"), guide)
     w["ladder_status"] = gr.Markdown(elem_id="ladder-status")
     with gr.Accordion("Settings: seed, samples, steps, interval", open=False):
+        w["preset"] = gr.Radio([(p.label, p.key) for p in PRESETS], value=PRESETS[0].key, label="Speed preset",
+                               info="sets steps, sampler and guidance interval; the fast one measures as good "
+                                    "as the classic one here (README: the FLOP study)", elem_id="preset")
         with gr.Row():
             w["seed"] = number(COMPARE["seed"], precision=0, min_width=120)
             w["dice"] = gr.Button("🎲 New seed", size="sm", min_width=100)
@@ -241,25 +249,6 @@ def tab() -> dict[str, gr.components.Component]:
     return w
 
 
-def on_arrive(request: gr.Request):
-    """A link opens its view: every field it sets (others at their defaults), the tab; one line for values that
-    cannot be used."""
-    params = dict(request.query_params) if request is not None else {}
-    values, problems = form.from_link(COMPARE, params)
-    tab = params.get("tab", "compare")
-    if tab not in TABS:
-        problems.append(f"tab must be one of {', '.join(TABS)}; got {shown(tab)}")
-        tab = "compare"
-    known = {*COMPARE.names, "tab", *(TOY_PREFIX + n for n in form.TOY.names)}
-    problems += [f"{shown(k)} is not a setting" for k in params if k not in known]
-    if problems:
-        log.info("link: %s", one_line("; ".join(problems)))
-    note = ("**This link has values the app cannot use; their defaults are shown:** " + "; ".join(problems) + "."
-            ) if problems else ""
-    v = COMPARE.check(values)
-    return [*(getattr(v, name) for name in COMPARE.names), gr.Tabs(selected=tab), note]
-
-
 def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs):
     """The Compare tab's events. A link (or the default view) on arrival, Generate, the hidden trigger the page
     clicks for a w off the ladder, and a change of digit, w mode or guide sample every method; then the page
@@ -290,17 +279,21 @@ def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs):
     compare = gr.on([w["generate"].click, w["trigger"].click, *changes], on_compare, inputs_kwargs=inputs,
                     outputs=outputs_, api_name="compare", trigger_mode="always_last", show_progress="hidden",
                     **sampling)
+    preset = w["preset"].input(on_preset, w["preset"], [w[n] for n in form.preset_values(PRESETS[0].key)],
+                               api_visibility="private", queue=False)
+    preset_compare = preset.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
+                                 show_progress="hidden", **sampling)
     dice = w["dice"].click(new_seed, None, w["seed"], api_visibility="private")
     dice_compare = dice.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
                              show_progress="hidden", **sampling)
-    events = [arrived, compare, dice_compare]
+    events = [arrived, compare, dice_compare, preset_compare]
     ladders = []
-    for event, api in ((compare, True), (arrived, False), (dice_compare, False)):
+    for event, api in ((compare, True), (arrived, False), (dice_compare, False), (preset_compare, False)):
         ladder, trajectory = chain(event, api)
         ladders.append(ladder)
         events += [ladder, trajectory]
-    gr.on([w["generate"].click, w["trigger"].click, w["dice"].click, w["link_open"].click, *changes], None,
-          cancels=ladders, api_visibility="private")
+    gr.on([w["generate"].click, w["trigger"].click, w["dice"].click, w["preset"].input, w["link_open"].click,
+           *changes], None, cancels=ladders, api_visibility="private")
     pick = w["comparison"].click(on_pick, w["follow"], w["follow"], api_visibility="private")
     pick.then(on_trajectory, inputs_kwargs=inputs, outputs=trajectory_outputs, api_visibility="private",
               show_progress="minimal", **sampling)

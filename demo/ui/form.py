@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from demo.engine.config import GUIDES, LIMITS, NUM_CLASSES, Interval, SamplerConfig
+from demo.engine.config import GUIDES, LIMITS, NUM_CLASSES, PRESETS, Interval, SamplerConfig
 from demo.engine.guidance import GUIDANCE, METHODS
 from demo.engine.pipeline import Request
 from demo.engine.samplers import SAMPLERS
@@ -136,19 +136,21 @@ def weight_name(method: str) -> str:
 # ---- the fields ------------------------------------------------------------------------------------------
 
 SAMPLER_NAMES = {"ddim": "DDIM (deterministic)", "ancestral": "Ancestral (stochastic)",
-                 "dpmpp_2m": "DPM-Solver++(2M)"}
+                 "dpmpp_2m": "DPM-Solver++(2M)", "dpmpp_3m": "DPM-Solver++(3M)"}
 LABEL = Field("label", int, 3, "Digit", choices=tuple(range(NUM_CLASSES)))
 MODE = Field("mode", str, "own", "Guidance weight mode", choices=("same", "own"))
 WEIGHT = Field("weight", float, 1.0, "w (all methods)", 0.0, LIMITS.max_weight)
 METHOD_WEIGHTS = tuple(Field(weight_name(m), float, findings.default_weight(m), f"w · {GUIDANCE[m].short_title}",
                              0.0, LIMITS.max_weight) for m in GUIDED)
 GUIDE = Field("guide", str, GUIDES[0].key, "Autoguidance's guide", choices=tuple(g.key for g in GUIDES))
-NUM_STEPS = Field("num_steps", int, SamplerConfig().num_steps, "Steps", 1, LIMITS.max_steps)
-SAMPLER = Field("sampler", str, SamplerConfig().sampler, "Sampler", choices=tuple(SAMPLERS))
+DEFAULT = PRESETS[0]              # the app's default steps and guidance interval (engine.config.PRESETS)
+NUM_STEPS = Field("num_steps", int, DEFAULT.sampler.num_steps, "Steps", 1, LIMITS.max_steps)
+SAMPLER = Field("sampler", str, DEFAULT.sampler.sampler, "Sampler", choices=tuple(SAMPLERS))
 NUM_SAMPLES = Field("num_samples", int, 8, "Samples per method", 1, LIMITS.max_samples)
 SEED = Field("seed", int, 0, "Seed", 0, LIMITS.max_seed)
-SIGMA_LO = Field("sigma_lo", float, 0.0, "σ_lo", 0.0, LIMITS.sigma_max, blank_ok=True)
-SIGMA_HI = Field("sigma_hi", float, LIMITS.sigma_max, "σ_hi", 0.0, LIMITS.sigma_max, blank_ok=True)
+SIGMA_LO = Field("sigma_lo", float, DEFAULT.interval.sigma_lo, "σ_lo", 0.0, LIMITS.sigma_max, blank_ok=True)
+SIGMA_HI = Field("sigma_hi", float, min(DEFAULT.interval.sigma_hi, LIMITS.sigma_max), "σ_hi", 0.0, LIMITS.sigma_max,
+                 blank_ok=True)
 FOLLOW = Field("follow", int, 0, "Followed sample", 0, LIMITS.max_samples - 1)
 FORMING = Field("forming", str, "x0", "While it samples, each tile shows", choices=("x0", "xt"))
 
@@ -175,6 +177,13 @@ def comparison(v: SimpleNamespace) -> tuple[Request, dict[str, float]]:
     if v.mode == "same":
         return base, {m: v.weight for m in GUIDED}
     return base, {m: getattr(v, weight_name(m)) for m in GUIDED}
+
+
+def preset_values(key: str) -> dict[str, Any]:
+    """The fields a preset sets (steps, sampler, interval)."""
+    preset = next(p for p in PRESETS if p.key == key)
+    return {"num_steps": preset.sampler.num_steps, "sampler": preset.sampler.sampler,
+            "sigma_lo": preset.interval.sigma_lo, "sigma_hi": min(preset.interval.sigma_hi, LIMITS.sigma_max)}
 
 
 def comparison_of(**values) -> tuple[Request, dict[str, float]]:

@@ -17,6 +17,8 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
+from demo.science.plots import decorate  # noqa: E402
+
 SCALE = 4                    # 28 px -> 112 px
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")   # one per line of a plot, so that colour is never the only cue
 BACKGROUND = (255, 255, 255)
@@ -88,14 +90,6 @@ def animation(frames: Sequence[Image.Image], duration_ms: int = 90, hold_last_ms
     return buffer.getvalue()
 
 
-def _decorate(ax: plt.Axes, xlabel: str, ylabel: str, title: str, legend_columns: int = 1) -> None:
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncols=legend_columns)
-
-
 def step_panels(panels: list[tuple[str, str, dict[str, np.ndarray], bool, tuple | None]], steps: np.ndarray,
                 colours: dict[str, str]) -> plt.Figure:
     """Side-by-side panels of per-step quantities, one line per method and one legend below them all.
@@ -128,5 +122,5 @@ def tradeoff(points: dict[str, list[tuple[float, float, float]]], xlabel: str, y
         ax.plot(xs, ys, "-", marker=MARKERS[k % len(MARKERS)], label=name, color=colours.get(name), lw=2)
         for w, x, y in triples:
             ax.annotate(f"{w:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    _decorate(ax, xlabel, ylabel, title)
+    decorate(ax, xlabel, ylabel, title)
     return fig

@@ -1,0 +1,76 @@
+"""The bench's sections against the served app: `python app.py` on a free loopback port, started fresh for each
+measurement (launcher.launch_app) with the bench's clock in its process (demo/tools/timed_app.py: the time
+inside network calls, sampling steps, rendering and each request's wait, read from the app's own process).
+Needs gradio and gradio_client (the bench skips these sections, saying so, where they are not installed).
+
+    comparison alone over HTTP   gradio_client's /compare at the app's defaults, a new seed each time (nothing
+                                 cached), one after another after a warm-up call; median
+    a class                      every student presses Generate at once (classroom.classroom); p50/p95/max,
+                                 wall time, errors, pictures against the same comparison made alone, and the
+                                 time split: on the compute thread network / other sampling work / idle; per
+                                 request waiting, sampling, rendering and the rest (HTTP, Gradio's queue)
+    previews off                 the same class, the app started with --no-previews ('not supported' if the
+                                 app refuses the flag)
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from demo.tools import classroom, launcher
+from demo.tools.timed_app import read
+from demo.tools.timing import split
+
+NO_PREVIEWS = "--no-previews"
+ALONE_SEEDS = 5000            # the lone comparisons' seeds: 5000, 5001, ... (cached by nothing before them)
+
+
+def served(students: list[classroom.Student], reference: list | None, alone_repeats: int = 0,
+           flags: Sequence[str] = (), run_class: bool = True) -> dict:
+    """A fresh app (with `flags`): a warm-up call, `alone_repeats` lone comparisons, then the class.
+    {"alone": ..., "class": ...}, or {"error": ...} / {"skipped": ...} if the app did not start."""
+    with tempfile.TemporaryDirectory(prefix="guidance_lab_bench_") as tmp:
+        folder = Path(tmp)
+        port = launcher.free_port()
+        try:
+            with launcher.launch_app(args=["--port", str(port), *flags], port=port,
+                                     timing=folder / "timing.json") as (url, process):
+                return _measure(url, folder, students, reference, alone_repeats, run_class)
+        except RuntimeError as error:
+            message = str(error)
+            if any(flag in message for flag in flags) and "did not start" in message:
+                return {"skipped": f"not supported: app.py refused {' '.join(flags)} "
+                                   f"({message.strip().splitlines()[-1][:200]})"}
+            return {"error": message[-2000:]}
+
+
+def _measure(url: str, folder: Path, students: list[classroom.Student], reference: list | None,
+             alone_repeats: int, run_class: bool) -> dict:
+    timing = folder / "timing.json"
+    probe = launcher.client(url, str(folder / "probe"))
+    like = students[0]
+    launcher.call(probe, classroom.Student(9, 10_000, like.weight, like.num_samples, like.num_steps).kwargs())
+    out = {}
+    if alone_repeats:
+        before, latencies = read(timing), []
+        for k in range(alone_repeats):
+            began = time.perf_counter()
+            launcher.call(probe, classroom.Student(3, ALONE_SEEDS + k, like.weight, like.num_samples,
+                                                   like.num_steps).kwargs())
+            latencies.append(time.perf_counter() - began)
+        timed = split(before, read(timing), sum(latencies), latencies)
+        out["alone"] = {"seconds": statistics.median(latencies), "min_seconds": min(latencies),
+                        "max_seconds": max(latencies), "repeats": alone_repeats,
+                        "network_fraction": timed["network_fraction"], "split": timed}
+    if run_class:
+        before = read(timing)
+        result = classroom.classroom(url, students, folder)
+        result["split"] = split(before, read(timing), result["wall_seconds"], result["latencies"])
+        pictures = result.pop("pictures")
+        if reference is not None:
+            result["equality"] = classroom.compare_pictures(pictures, reference)
+        out["class"] = result
+    return out
