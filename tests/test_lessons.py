@@ -60,9 +60,9 @@ def test_the_views_set_what_the_lessons_say(measured):
     assert dict(parse_qsl(query(plan["fooled"].link))).get("follow", "0") == str(fooled["sample"])
     job = work(plan["gfcg"].link)
     assert (job.base.label, job.base.seed, job.weights["gfcg"]) == (steers["label"], steers["seed"], steers["w"])
-    bad, good = (work(link) for _, link in plan["guides"].views)
-    assert (bad.base.guide, good.base.guide) == ("collapses_early", GUIDES[0].key)
-    assert bad.weights["autoguidance"] == good.weights["autoguidance"] == 3.0
+    guided = [work(link) for _, link in plan["guides"].views]
+    assert [job.base.guide for job in guided] == ["collapses_early", *(g.key for g in GUIDES[2:]), GUIDES[0].key]
+    assert {job.weights["autoguidance"] for job in guided} == {3.0}
     high, low = (work(link) for _, link in plan["interval"].views)
     assert high.base.interval.sigma_lo == low.base.interval.sigma_hi > 0
     assert work(plan["best-w"].link).weights == {m: measured.default_w[m] for m in job.weights}
@@ -92,7 +92,7 @@ def test_each_number_in_the_text_follows_its_measurement(measured):
     samples["switches"]["first_switch_step"] = 17
     samples["fooled"]["guide_p_final"] = 0.777
     after = by_key(changed(measured, samples=samples))
-    assert "step 17 of" in after["gfcg"].text and "= 0.777" in after["fooled"].text
+    assert "at step 17 and" in after["gfcg"].text and "= 0.777" in after["fooled"].text
 
     after = by_key(changed(measured, toy={**measured.toy, "cfg_distance": 9.87}))
     assert "9.87 away" in after["exact"].text
@@ -117,14 +117,18 @@ def test_no_number_is_typed_in_by_hand(measured):
     other = Measured(evaluation={k: scaled(r, factor) for k, r in measured.evaluation.items()},
                      settings=measured.settings, default_w=measured.default_w,
                      guides=scaled(measured.guides, factor), samples=scaled(measured.samples, factor),
-                     toy={**scaled(measured.toy, factor), "weight": measured.toy["weight"]})
+                     toy={**scaled(measured.toy, factor), "weight": measured.toy["weight"]},
+                     interval_rows=tuple({**scaled(r, factor), "w": r["w"], "interval": r["interval"]}
+                                         for r in measured.interval_rows),
+                     solver=scaled(measured.solver, factor))
     before, after = by_key(measured), by_key(other)
-    for key in ("what-w", "best-w", "fooled", "gfcg", "guides", "exact"):
+    assert measured.interval_rows and measured.solver                    # the stored studies are there
+    for key in ("what-w", "best-w", "fooled", "gfcg", "guides", "interval", "exact", "sampler"):
         assert before[key].text != after[key].text, key
 
 
 def test_missing_measurements_drop_their_lessons_and_claims(measured):
-    bare = changed(measured, samples={}, solver=None)
+    bare = changed(measured, samples={}, solver=None, interval_rows=())
     plan = by_key(bare)
     assert "gfcg" not in plan and "sampler" not in plan
     assert "Followed here" not in plan["fooled"].text and "follow" not in plan["fooled"].link
@@ -148,13 +152,12 @@ def test_the_interval_and_sampler_lessons_quote_their_studies_when_present(measu
 
 @pytest.mark.slow
 def test_the_samples_the_lessons_follow_still_do_what_they_say(models, measured):
-    from demo.engine.config import SamplerConfig
+    from demo.engine.config import PRESETS
     from demo.science import lesson_samples
-    s = measured.samples["settings"]
-    sampler = SamplerConfig(num_steps=s["num_steps"], sampler=s["sampler"])
+    preset = next(p for p in PRESETS if p.key == measured.samples["settings"]["preset"])
     fooled, steers = measured.samples["fooled"], measured.samples["switches"]
-    assert lesson_samples.fooled(models, fooled["label"], fooled["seed"], sampler)["sample"] == fooled["sample"]
-    hit = lesson_samples.switches(models, steers["label"], steers["seed"], sampler, steers["w"])
+    assert lesson_samples.fooled(models, fooled["label"], fooled["seed"], preset)["sample"] == fooled["sample"]
+    hit = lesson_samples.switches(models, steers["label"], steers["seed"], preset, steers["w"])
     assert (hit["sample"], hit["first_switch_step"]) == (steers["sample"], steers["first_switch_step"])
 
 

@@ -55,23 +55,14 @@ def num(x: float, digits: int = 2) -> str:
     return f"{x:.{digits}f}"
 
 
+def listed(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
+
+
 def moves(a: str, b: str, x: float, y: float) -> str:
     """'rises from a to b' / 'falls from a to b' / 'stays at a', as the numbers say."""
     return f"stays at {a}" if a == b else f"{'rises' if y > x else 'falls'} from {a} to {b}"
-
-
-def measured_on(m: Measured) -> str:
-    s = m.settings
-    return (f"{s.get('samples_per_point', '?')} samples × {len(s.get('seeds', [0]))} seeds, {s.get('steps', '?')} "
-            f"{str(s.get('sampler', 'ddim')).upper()} steps")
-
-
-def sample_settings(m: Measured) -> dict:
-    """The settings the followed samples were found with (lesson_samples.json), the whole noise range guided."""
-    s = m.samples.get("settings", {})
-    return {"num_steps": s.get("num_steps", COMPARE["num_steps"].default), "sampler": s.get("sampler", "ddim"),
-            "num_samples": s.get("num_samples", COMPARE["num_samples"].default), "sigma_lo": 0.0,
-            "sigma_hi": LIMITS.sigma_max}
 
 
 # ---- the lessons -----------------------------------------------------------------------------------------
@@ -86,7 +77,7 @@ def what_w(m: Measured) -> Lesson | None:
     return Lesson(
         "what-w", "What w does",
         f"Guidance replaces the denoiser D by D + w·Δ; w = 0 is plain conditional sampling. In our stored evaluation "
-        f"({measured_on(m)}), classifier-free guidance from w = 0 to {top:g}: the evaluation classifier's accuracy "
+        f"({m.evaluated_with()}), classifier-free guidance from w = 0 to {top:g}: the evaluation classifier's accuracy "
         f"{acc}, while recall (how much of the real digits' variety the samples cover) {rec}.",
         f"Show the w sweep: every method at w = 0 to {max(SWEEP_WEIGHTS):g}", {"tab": "sweep"},
         "Read the classifier-free row from left to right: the same noise becomes a bolder, more typical digit. Move "
@@ -106,17 +97,19 @@ def best_w(m: Measured) -> Lesson | None:
         r = m.row(g, m.default_w[g])
         fid = f" (FID {num(r['fid_classifier_features'])})" if r else ""
         return f"{GUIDANCE[g].short_title} w = {m.default_w[g]:g}{fid}"
-    largest = max(guided, key=lambda g: m.default_w[g])
+    top = max(m.default_w[g] for g in guided)
+    largest = [GUIDANCE[g].short_title for g in guided if m.default_w[g] == top]
     return Lesson(
         "best-w", "Each method at its own w",
         f"Every method scales a different direction Δ, so the same w means a different push. The app starts each "
-        f"method at its own w, read from the stored evaluation ({measured_on(m)}; FID: lower is closer to real "
+        f"method at its own w, read from the stored evaluation ({m.evaluated_with()}; FID: lower is closer to real "
         f"digits): {'; '.join(at(g) for g in guided)}. Unguided: FID {num(unguided['fid_classifier_features'])}.",
         "Show every method at its own w",
         {"tab": "compare", "mode": "own", **{weight_name(g): m.default_w[g] for g in guided}},
         "Go down one column: the same noise, guided six ways. Which methods change the digit's shape, and which only "
         "its strokes? The table under the picture gives each row's share read correctly.",
-        f"{GUIDANCE[largest].short_title} runs at the largest w ({m.default_w[largest]:g}). Does it push hardest?",
+        f"{listed(largest)} run{'s' * (len(largest) == 1)} at the largest w ({top:g}). Does a larger w push "
+        f"harder?",
         "Not necessarily: w multiplies each method's own Δ, whose size differs. Click a digit and look at the "
         "trajectory panel's second plot, how far guidance moves the x0 estimate: that is the push itself.")
 
@@ -142,7 +135,7 @@ def fooled(m: Measured) -> Lesson | None:
         text += (f" Followed here: sample {hit['sample'] + 1} of digit {hit['label']} (seed {hit['seed']}, "
                  f"w = {hit['w']:g}): the guiding classifier gives it p({hit['label']} | x) = "
                  f"{num(hit['guide_p_final'], 3)}, yet {read}.")
-        link = {**link, **sample_settings(m), "label": hit["label"], "seed": hit["seed"], "follow": hit["sample"],
+        link = {**link, **m.sample_settings(), "label": hit["label"], "seed": hit["seed"], "follow": hit["sample"],
                 weight_name("classifier"): hit["w"]}
         look = (f"The outlined sample in the classifier row, and its curve in the trajectory panel's first plot "
                 f"(p(target | x_t)): it climbs to {num(hit['guide_p_final'], 3)}. " + look)
@@ -159,18 +152,21 @@ def gfcg(m: Measured) -> Lesson | None:
     hit = m.samples.get("switches")
     if not hit:
         return None
-    path = [c for i, c in enumerate(hit["reference_by_step"]) if i == 0 or c != hit["reference_by_step"][i - 1]]
     steps = len(hit["reference_by_step"])
+    guided = hit.get("guided_steps", list(range(steps)))          # the steps inside the guidance interval
+    seen = [hit["reference_by_step"][i] for i in guided]
+    path = [c for i, c in enumerate(seen) if i == 0 or c != seen[i - 1]]
     settled = next((i for i, p in enumerate(hit["p_label_by_step"]) if p >= 0.5), steps)
+    where = "" if len(guided) == steps else f"while it guides (steps {guided[0]} to {guided[-1]} of {steps}), "
     return Lesson(
         "gfcg", "Gradient-free guidance pushes away from the confusing class",
         f"Gradient-free classifier guidance asks the classifier only which class the sample is most confused with, "
         f"c_ref, and pushes away from it with the denoiser: Δ = a·(D(x|c) − D(x|c_ref)). Sample {hit['sample'] + 1} "
-        f"of digit {hit['label']} (seed {hit['seed']}, w = {hit['w']:g}): c_ref starts as {hit['from_class']}, first "
-        f"changes at step {hit['first_switch_step']} of {steps} and goes {' → '.join(map(str, path))}; "
+        f"of digit {hit['label']} (seed {hit['seed']}, w = {hit['w']:g}): {where}c_ref starts as {hit['from_class']}, "
+        f"first changes at step {hit['first_switch_step']} and goes {' → '.join(map(str, path))}; "
         f"p({hit['label']} | x) ends at {num(hit['p_label_by_step'][-1], 3)}.",
         f"Show the sample GFCG steers (digit {hit['label']}, seed {hit['seed']})",
-        {"tab": "compare", "mode": "own", **sample_settings(m), "label": hit["label"], "seed": hit["seed"],
+        {"tab": "compare", "mode": "own", **m.sample_settings(), "label": hit["label"], "seed": hit["seed"],
          "follow": hit["sample"], weight_name("gfcg"): hit["w"]},
         f"The outlined column: the unguided sample from the same noise, and what gradient-free guidance makes of it. "
         f"Then its row in the filmstrip and its curves in the trajectory panel: "
@@ -183,32 +179,34 @@ def gfcg(m: Measured) -> Lesson | None:
 
 
 def guides(m: Measured) -> Lesson | None:
-    bad, good = m.guides.get("collapses_early"), m.guides.get(GUIDES[0].key)
-    if not bad or not good or not bad.get("fid_w3_over_best") or not good.get("fid_w3_over_best"):
+    """The recommended guide against every other offered one, at w = GUIDE_W (the issue's pair first)."""
+    others = sorted((g for g in GUIDES[1:] if m.guides.get(g.key, {}).get("fid_w3_over_best")),
+                    key=lambda g: g.key != "collapses_early")
+    good = m.guides.get(GUIDES[0].key, {})
+    if not others or not good.get("fid_w3_over_best"):
         return None
-    labels = {g.key: g.label.lower() for g in GUIDES}
+    shown = [GUIDES[0], *others]
+    source = (f"the stored evaluation ({m.evaluated_with()})" if good["source"] == "evaluation" else "our guide study")
 
-    def said(s: dict) -> str:
-        doubles = (f"doubles at w ≈ {s['fid_doubles_at_w']:.1f}" if s.get("fid_doubles_at_w")
-                   else f"never doubles up to w = {max(s['settings']['weights']):g}")
-        return f"FID at w = {GUIDE_W:g} is {s['fid_w3_over_best']:.1f}× its best and {doubles}"
+    def doubles(s: dict) -> str:
+        return f"w ≈ {s['fid_doubles_at_w']:.1f}" if s.get("fid_doubles_at_w") else f"not by w = {max(s['weights']):g}"
     link = {"tab": "compare", "mode": "own", weight_name("autoguidance"): GUIDE_W}
+    views = [(f"Show w = {GUIDE_W:g} with the guide '{g.label}'", {**link, "guide": g.key}) for g in [*others, GUIDES[0]]]
     return Lesson(
         "guides", "Autoguidance depends on its guide",
         f"Autoguidance extrapolates away from a weaker version of the same model: Δ = D(x|c) − D_weak(x|c), so what "
-        f"the guide gets wrong decides the push. In our guide study, with the guide that collapses early "
-        f"({bad['parameters']:,} parameters, {bad['iterations']:,} iterations) {said(bad)}; with the "
-        f"{labels[GUIDES[0].key]} guide ({good['parameters']:,} parameters, {good['iterations']:,} iterations) "
-        f"{said(good)}.",
-        f"Show w = {GUIDE_W:g} with the guide that collapses early", {**link, "guide": "collapses_early"},
-        "The autoguidance row in the two views, at the same w: count its ? marks (far from every real digit) and "
+        f"the guide gets wrong decides the push. In {source}, FID at w = {GUIDE_W:g} over its best: "
+        + ", ".join(f"{g.label.lower()} guide {m.guides[g.key]['fid_w3_over_best']:.1f}×" for g in shown)
+        + "; FID doubles at " + ", ".join(doubles(m.guides[g.key]) for g in shown) + " (in that order).",
+        views[0][0], views[0][1],
+        "The autoguidance row in each view, at the same w: count its ? marks (far from every real digit) and "
         "compare the strokes with each guide. GFCG + AG uses the guide too: does its row change as much?",
-        "Why should the guide be a worse model of the same family, rather than any bad model?",
-        "Δ = D − D_weak points at what the main model already does better than its guide. A guide that makes the "
-        "same kind of errors, only more of them (smaller, trained less), isolates exactly those errors, and "
-        "extrapolating removes them. A guide that fails differently, collapsing to a few shapes, makes Δ point at "
-        "its own quirks, and w amplifies them.",
-        also=((f"Show w = {GUIDE_W:g} with the recommended guide", {**link, "guide": GUIDES[0].key}),))
+        "Why should the guide be a slightly worse model of the same family, rather than any bad model?",
+        "Δ = D − D_weak points at what the main model already does better than its guide; extrapolating along it "
+        "removes errors the two share. A guide that is far worse everywhere, or that fails in its own way "
+        "(collapsing to a few shapes), makes Δ large or points it at its own quirks, and w amplifies that. A guide "
+        "that is only a little worse (smaller, trained less, the same data) keeps Δ small and on target.",
+        also=tuple(views[1:]))
 
 
 def interval(m: Measured) -> Lesson:
@@ -279,23 +277,25 @@ def sampler(m: Measured) -> Lesson | None:
     shown = next((k for k in keys if k.startswith("cfg@")), keys[0])
     a, b = reference["points"][shown], other["points"][shown]
 
-    name = lambda s: SAMPLER_NAMES.get(s, s)     # noqa: E731
+    name = lambda s: SAMPLER_NAMES.get(s, s).split(" (")[0]     # noqa: E731
+    left = [f"{GUIDANCE[k.split('@')[0]].short_title} at w = {k.split('@')[1]}" for k in keys if k not in held]
     method, w = shown.split("@")
+    every = {"tab": "compare", "sigma_lo": 0.0, "sigma_hi": LIMITS.sigma_max}     # the study guided every step
     return Lesson(
         "sampler", "The sampler: fewer steps, same digits?",
-        f"A sampler solves the same equation in steps; a higher-order one needs fewer. The solver study compared "
-        f"{name(solver)} at {steps} steps with {name(ref_solver)} at {ref_steps}: within seed noise at {len(held)} "
-        f"of {len(keys)} operating points; e.g. {GUIDANCE[method].short_title} at w = {w}: FID "
-        f"{num(b['fid'])} ± {num(b['fid_sd'])} against {num(a['fid'])} ± {num(a['fid_sd'])}.",
-        f"Show {name(ref_solver)} at {ref_steps} steps",
-        {"tab": "compare", "sampler": ref_solver, "num_steps": int(ref_steps)},
-        "Switch between the two views: the same noise gives the same digits, stroke for stroke, or nearly.",
-        "Why can a solver with fewer steps give the same digits?",
-        "Deterministic samplers follow one ODE from noise to image; a higher-order solver follows its curve more "
-        "accurately per step, so it needs fewer steps for the same endpoint. Cost is counted in network "
-        "evaluations, so fewer steps is directly faster.",
-        also=((f"Show {name(solver)} at {steps} steps", {"tab": "compare", "sampler": solver,
-                                                         "num_steps": int(steps)}),))
+        f"A sampler follows the path from noise to digit in steps: fewer steps cost less and follow it less "
+        f"exactly. The solver study compared {name(solver)} at {steps} steps with {name(ref_solver)} at {ref_steps} "
+        f"(every step guided): within seed noise at {len(held)} of {len(keys)} operating points; e.g. "
+        f"{GUIDANCE[method].short_title} at w = {w}: FID {num(b['fid'])} ± {num(b['fid_sd'])} against "
+        f"{num(a['fid'])} ± {num(a['fid_sd'])}.",
+        f"Show {name(ref_solver)} at {ref_steps} steps", {**every, "sampler": ref_solver, "num_steps": int(ref_steps)},
+        "Switch between the two views: the same noise, a different number of steps. Which digits keep their shape "
+        "stroke for stroke, and which change?",
+        "What do fewer steps save, and what do they cost?",
+        f"Each step is one network evaluation per method and row, so {steps} steps cost about {int(steps) / int(ref_steps):.0%} "
+        f"of {ref_steps}. The price is a coarser path, which the study saw "
+        + (f"at {listed(left)}." if left else "nowhere beyond seed noise."),
+        also=((f"Show {name(solver)} at {steps} steps", {**every, "sampler": solver, "num_steps": int(steps)}),))
 
 
 LESSONS = (what_w, best_w, fooled, gfcg, guides, interval, exact, sampler)
