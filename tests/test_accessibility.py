@@ -35,7 +35,7 @@ def test_method_colours_stay_distinct_under_deuteranopia():
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TABS = {"compare": "#filmstrip .gl-frame img", "sweep": "#sweep .gl-frame img", "lab": "#toy-plot img",
-        "how": "#header h1"}
+        "lessons": ".gl-lesson", "how": "#header h1"}
 
 
 @pytest.mark.slow

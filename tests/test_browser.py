@@ -158,3 +158,16 @@ def test_the_ladder_answers_a_w_change_in_the_page_without_a_request(server, bro
     assert sorted(times)[len(times) // 2] <= 50                            # median, input to picture (ms)
     assert "w_cfg=2.5" in page.url
     page.close()
+
+
+def test_the_page_s_own_quick_events_reach_the_server(server, browser):
+    """Events without the queue (the w mode, the speed preset) go through the request guard's run/predict."""
+    page = open_page(browser, server, SIZES["projector"])
+    page.get_by_text("same w for all").click()
+    page.locator("#weight").wait_for(state="visible", timeout=30_000)
+    assert not page.locator("#own-weights").is_visible()
+    page.get_by_text("Settings: seed, samples, steps, interval").click()
+    page.get_by_text("Classic: 32 DDIM steps").click()
+    page.wait_for_function("() => (document.querySelector('#comparison .gl-comparison[data-key]')?.dataset.key || '')"
+                           ".split('|')[3] === '32'", timeout=180_000)
+    page.close()

@@ -186,6 +186,11 @@ def test_the_app_s_own_calls_pass_the_guard(small_server):
         assert status == 200 and "event_id" in json.loads(reply)
     status, reply = http(f"{url}/lab/gradio_api/call/compare", {"data": [2, 3]})
     assert status == 200 and "event_id" in json.loads(reply)
+    status, _ = http(f"{url}/gradio_api/run/predict", {"data": [1, 2, None], "fn_index": 0,   # queue=False events
+                                                       "session_hash": "k3j4h5g6f7d"})
+    assert status != 404                                                    # the guard lets the page's own through
+    status, reply = http(f"{url}/gradio_api/run/predict", {"data": [], "fn_index": 9999, "session_hash": "abc"})
+    assert status == 404 and b"no function with index 9999" in reply
 
 
 def test_gradio_s_own_error_is_cut_to_one_bounded_line(small_server, log_lines):

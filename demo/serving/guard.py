@@ -135,7 +135,8 @@ class RequestGuard:
         match = API.search(path)
         if match is None or self.blocks is None:
             return None
-        if match["name"] is not None:
+        predict = match["name"] == "predict"           # run/predict: Gradio's route for events with queue=False
+        if match["name"] is not None and not predict:
             if match["name"] not in public_endpoints(self.blocks):
                 return 404, f"no endpoint /{one_line(match['name'], 40)} (GET /gradio_api/info lists them)"
         try:
@@ -148,7 +149,7 @@ class RequestGuard:
             if (problem := session_problem(body["session_hash"])) is not None:
                 return 422, problem
         index = body.get("fn_index")
-        if match["route"] is not None and match["route"].startswith("queue") and index is not None:
+        if (predict or (match["route"] or "").startswith("queue")) and index is not None:
             if isinstance(index, str) and index.strip().lstrip("-").isdigit():
                 index = int(index)                     # as Gradio's model would read it
             if isinstance(index, int) and not isinstance(index, bool) and index not in self.blocks.fns:
