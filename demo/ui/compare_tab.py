@@ -23,6 +23,7 @@ from demo.ui.prose import CONVENTION
 
 log = logging.getLogger("guidance_lab")
 PREVIEW_EVERY = 0.4       # seconds between forming pictures (at least twice a second)
+LADDER_RETRIES = 8         # a visitor's new ladder waits up to 2 s for the cancelled one's budget
 LADDER_MAX_COST = 1.5      # the w ladder is sampled for comparisons up to this many default comparisons
 PICK_JS = """element.addEventListener('click', (event) => {
   const cell = event.target.closest('[data-sample]');
@@ -61,10 +62,15 @@ def on_compare(**values):
 def on_ladder(request: gr.Request = None, **values):
     """Sample the w ladder of every guided method in the background (steps run only while no visitor waits
     for a result, counted against this visitor's budget), so that moving w along it is instant."""
-    try:
-        yield from _ladder(getattr(request, "session_hash", None), **values)
-    except RequestError as error:            # over the budget, or the server busy: said in the status line
-        yield f"No w ladder now: {error}", ""
+    for attempt in range(LADDER_RETRIES + 1):
+        try:
+            yield from _ladder(getattr(request, "session_hash", None), **values)
+            return
+        except RequestError as error:        # over the budget, or the server busy: said in the status line
+            if attempt == LADDER_RETRIES or "your background work" not in str(error):
+                yield f"No w ladder now: {error}", ""
+                return
+            time.sleep(0.25)                 # this visitor's cancelled ladder is still being released
 
 
 def _ladder(visitor: str | None, **values):

@@ -93,9 +93,11 @@ def step_plots(runs: dict[str, FinishedRun], index: int):
 def comparison_grid(results: Results) -> bytes:
     """All methods' samples as one labelled PNG (the download), with the settings that reproduce them."""
     rows = [run.pixels for run in results.runs.values()]
-    labels = [f"{short_title(m)}  {run.accuracy():.0%}" for m, run in results.runs.items()]
+    labels = [f"{short_title(m)}{'' if m == 'unguided' else f' w={run.request.weight:g}'}  {run.accuracy():.0%}"
+              for m, run in results.runs.items()]
     weights = {m: run.request.weight for m, run in results.runs.items() if m != "unguided"}
-    return render.png(render.grid(rows, labels, label_width=225, title=settings_line(results.base, weights)))
+    return render.png(render.grid(rows, labels, label_width=265, title=settings_line(results.base, weights,
+                                                                                    short=True)))
 
 
 def sweep_html(results: Results, sample: int = 0) -> str:
