@@ -183,13 +183,9 @@ def test_the_printable_page_has_every_lesson_and_its_pictures(tmp_path, measured
 @pytest.fixture(scope="module")
 def warm_server():
     """The app, once its lessons are warmed up (its log says so)."""
-    from demo.tools.launcher import launch_app
+    from demo.tools.launcher import launch_app, wait_for_lessons
     with launch_app() as (url, process):
-        deadline = time.monotonic() + 1200
-        while "lessons ready" not in process.output():
-            assert time.monotonic() < deadline, process.output()[-2000:]
-            time.sleep(1)
-        assert re.search(r"lessons ready: (\d+) of \1 views", process.output()), process.output()[-2000:]
+        assert re.search(r"lessons ready: (\d+) of \1 views", wait_for_lessons(process)), process.output()[-2000:]
         yield url
 
 

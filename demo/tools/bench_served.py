@@ -38,6 +38,7 @@ def served(students: list[classroom.Student], reference: list | None, alone_repe
         try:
             with launcher.launch_app(args=["--port", str(port), *flags], port=port,
                                      timing=folder / "timing.json") as (url, process):
+                launcher.wait_for_lessons(process)         # a class meets a server done with its warm-up
                 return _measure(url, folder, students, reference, alone_repeats, run_class)
         except RuntimeError as error:
             message = str(error)

@@ -20,6 +20,7 @@ from demo.engine.config import ROOT
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")     # gradio_client would report usage to the hub
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 READY = "Guidance Lab is running"                     # the start-up block's first line: the server listens
+LESSONS_READY = "lessons ready"                       # the log line once every lesson's view is computed
 
 
 def free_port() -> int:
@@ -63,6 +64,17 @@ def launch_app(env: dict | None = None, args: Sequence[str] | None = None, port:
             process.kill()
             process.wait()
         log.close()
+
+
+def wait_for_lessons(process: subprocess.Popen, timeout: float = 1200) -> str:
+    """Wait until the app has computed every lesson's view (its log says so; a few seconds after start-up at the
+    defaults): measure a server that is idle or serving visitors, not one still warming up. Returns that line."""
+    deadline = time.monotonic() + timeout
+    while LESSONS_READY not in process.output():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the app did not finish its lessons' warm-up: {process.output()[-2000:]}")
+        time.sleep(0.5)
+    return next(line for line in process.output().splitlines() if LESSONS_READY in line)
 
 
 # ---- calling it: gradio_client, /compare by name -------------------------------------------------------------

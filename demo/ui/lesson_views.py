@@ -4,6 +4,7 @@ background, below visitors' own requests (warm).
 """
 from __future__ import annotations
 
+import atexit
 import html
 import logging
 import threading
@@ -79,15 +80,16 @@ def warm_one(service: svc.Service, job: Work, toy_lab: lab.ToyLab | None) -> Non
     """One view's runs into the caches: background work, sampled only while no visitor waits (the 2-D lab's small
     run goes into the lab's cache, step by step on the compute thread)."""
     if job.tab == "lab":
-        for _ in (_lab_steps(toy_lab, job.toy) if toy_lab is not None else ()):
-            pass
-        return
-    if job.tab == "sweep":
-        service.sweep_live(job.base, background=True, visitor=VISITOR).run()
-        return
-    requests = svc.comparison_requests(job.base, METHODS, job.weights)
-    for _ in service.runs_live(requests, background=True, visitor=VISITOR):
-        pass
+        steps = _lab_steps(toy_lab, job.toy) if toy_lab is not None else iter(())
+    elif job.tab == "sweep":
+        steps = iter(service.sweep_live(job.base, background=True, visitor=VISITOR))
+    else:
+        steps = service.runs_live(svc.comparison_requests(job.base, METHODS, job.weights), background=True,
+                                  visitor=VISITOR)
+    for _ in steps:
+        if STOP.is_set():                    # the server is stopping: leave between steps (cancels the rest)
+            steps.close()
+            return
 
 
 @on_compute_thread
@@ -110,15 +112,33 @@ def warm(service: svc.Service, toy_lab: lab.ToyLab | None = None, weights: Path 
     def run() -> None:
         start, done = time.perf_counter(), 0
         for label, link in todo:
+            if STOP.is_set():
+                return
             try:
                 warm_one(service, work(link), toy_lab)
                 done += 1
             except Exception as error:          # noqa: BLE001 (a warm-up failure must not stop the server)
+                if STOP.is_set():
+                    return
                 log.warning("lessons: could not prepare %r: %s", label, error)
         log.info("lessons ready: %d of %d views computed in %.0f s", done, len(todo), time.perf_counter() - start)
     thread = threading.Thread(target=run, name="lessons-warm-up", daemon=True)
     thread.start()
+    # stop it before the compute thread's executor refuses new work: concurrent.futures shuts its executors down
+    # in threading's own exit hooks (run in reverse order of registration, before atexit's), so register there
+    register = getattr(threading, "_register_atexit", atexit.register)
+    register(stop, thread)
     return thread
+
+
+STOP = threading.Event()
+
+
+def stop(thread: threading.Thread, timeout: float = 10.0) -> None:
+    """Let the warm-up leave between two steps before the interpreter goes (a thread still inside torch at exit
+    aborts the process: 'terminate called without an active exception')."""
+    STOP.set()
+    thread.join(timeout)
 
 
 # ---- a lesson as HTML (the tab and the printable page) -----------------------------------------------------
