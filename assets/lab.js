@@ -126,6 +126,8 @@
     for (const [selector, name] of Object.entries(NAMES)) {
       document.querySelectorAll(`${selector}:not([aria-label])`).forEach((el) => el.setAttribute("aria-label", name));
     }
+    // an output not yet filled (the animation, the plots) is a box Gradio labels "Empty value" without a role
+    document.querySelectorAll(".empty[aria-label]:not([role])").forEach((el) => el.setAttribute("role", "img"));
   }).observe(document.documentElement, { childList: true, subtree: true });
 
   document.addEventListener("keydown", (event) => {

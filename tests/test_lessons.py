@@ -242,7 +242,13 @@ def test_every_show_button_opens_its_view_at_once(warm_server, browser, measured
             job, params = work(link), dict(parse_qsl(query(link)))
             start = time.perf_counter()
             page.locator(f"#show-{lesson.key}-{k}").click()
-            page.wait_for_function(shown(job, measured), timeout=120_000, polling="raf")
+            try:
+                page.wait_for_function(shown(job, measured), timeout=120_000, polling="raf")
+            except Exception:
+                page.screenshot(path=str(tmp_path / f"late_{number}_{lesson.key}_{k}.png"))
+                state = page.evaluate("() => { const p = document.querySelector('#comparison .gl-comparison');"
+                                      " return [location.search, p?.dataset.key, p?.outerHTML.slice(0, 400)]; }")
+                raise AssertionError(f"{label}: not shown in 120 s; {state}; {tmp_path}")
             seconds[label], kinds[label] = time.perf_counter() - start, job.tab
             selected = page.locator("button[role=tab][aria-selected=true]").inner_text()
             assert selected == TABS[job.tab], label       # (the seed, steps, interval: in the picture's key)

@@ -70,14 +70,18 @@ def tab(blocks: gr.Blocks, link_open: gr.Button) -> None:
                 table = gr.Markdown()
     inputs = {name: w[name] for name in TOY.names}
     arrive = gr.on([blocks.load, link_open.click], on_arrive, None,
-                   [w["label"], *(w[n] for n in TOY.names if n != "label")], api_visibility="private")
+                   [w["label"], *(w[n] for n in TOY.names if n != "label")], api_visibility="private",
+                   show_progress="hidden")
+    shown = dict(show_progress_on=plot)      # the table keeps its last values while the plot says it is busy
     arrived = arrive.then(on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_visibility="private",
-                          trigger_mode="always_last")     # links opened in quick succession: the last one shows
+                          trigger_mode="always_last", **shown)     # links opened in quick succession: the last one shows
     run = gr.on([button.click, w["weight"].release, w["label"].input, w["show_field"].input,
-                 w["field_step"].release], on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_name="toy")
+                 w["field_step"].release], on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_name="toy",
+                 **shown)
     write = ", ".join(f"{TOY_PREFIX}{n}: v[{i}]" for i, n in enumerate(TOY.names))
     run.success(None, inputs=list(inputs.values()), js=f"(...v) => {{ GL.setParams({{{write}}}); }}")
     lab_tab.select(None, js="() => { GL.setParams({tab: 'lab'}); }")
     preset_event = w["preset"].change(on_preset, [w["preset"], w["label"]], w["label"], api_visibility="private")
-    redraw = preset_event.then(on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_visibility="private")
+    redraw = preset_event.then(on_toy, inputs_kwargs=inputs, outputs=[plot, table], api_visibility="private",
+                               **shown)
     stop.click(None, cancels=[arrived, run, redraw], api_visibility="private")
