@@ -13,16 +13,15 @@ import gradio as gr
 from demo.engine.config import GUIDES, LIMITS, PRESETS, SIGMA_MAX, SIGMA_MIN
 from demo.engine.guidance import METHODS
 from demo.engine.validation import RequestError
-from demo.serving import outputs, recording
+from demo.serving import outputs
 from demo.serving import service as svc
-from demo.ui import form, hints, picture, views
+from demo.ui import form, forming, hints, picture, views
 from demo.ui.common import LATEX, YIELD_EVERY, Runtime, checked_input, follow, number, radio, slider, user_errors
 from demo.ui.form import COMPARE, GUIDED
 from demo.ui.page import TABS, on_arrive
 from demo.ui.prose import CONVENTION
 
 log = logging.getLogger("guidance_lab")
-PREVIEW_EVERY = 0.4       # seconds between forming pictures (at least twice a second)
 LADDER_RETRIES = 8         # a visitor's new ladder waits up to 2 s for the cancelled one's budget
 LADDER_MAX_COST = 1.5      # the w ladder is sampled for comparisons up to this many default comparisons
 PICK_JS = """element.addEventListener('click', (event) => {
@@ -47,7 +46,7 @@ def on_compare(**values):
     base, weights = form.comparison(v)
     service = Runtime.get()
     live = service.compare_live(base, METHODS, weights)
-    yield from forming(live, service, base, weights, v.forming)
+    yield from forming.forming(live, service, base, weights, v.forming)
     results = live.result
     followed = min(v.follow, base.num_samples - 1)
     warning = hints.beyond_range(weights, base.guide, Runtime.weights_folder)
@@ -108,38 +107,6 @@ def on_trajectory(progress=gr.Progress(), **values):
     Runtime.get().probe(list(runs.values()), index)
     gif = outputs.save_file(views.animation(runs, index), Runtime.out_dir, "denoising.gif")
     yield views.filmstrip_html(runs, index), gif, views.step_plots(runs, index)
-
-
-def forming(live, service: svc.Service, base, weights: dict[str, float], what: str):
-    """Drive the comparison, showing it form: every PREVIEW_EVERY s each tile shows its sample's current x0
-    estimate (or x_t), a run from the cache its final sample; before anything starts, the place in line. The
-    estimates are the ones the sampler computes anyway: nothing is sampled for them."""
-    keys = {m: svc.cache_key(r) for m, r in zip(METHODS, svc.comparison_requests(base, METHODS, weights))}
-    weights = {"unguided": 0.0, **weights}
-    last = time.perf_counter()
-    for done, total in live:
-        if time.perf_counter() - last < PREVIEW_EVERY:
-            continue
-        last = time.perf_counter()
-        if not Runtime.previews or live.watch is None:
-            yield gr.skip(), gr.skip(), f"Sampling every method together: {done / max(total, 1):.0%}", gr.skip()
-            continue
-        ahead = live.watch.ahead()
-        if ahead:
-            yield (gr.skip(), gr.skip(), f"Waiting in line: {ahead} comparison{'s' * (ahead > 1)} ahead of yours",
-                   gr.skip())
-            continue
-        steps = live.watch.previews()
-        shown_now = {}
-        for method, key in keys.items():
-            if key in steps:
-                index, sigma, x0, xt = recording.preview(steps[key])
-                shown_now[method] = (index, sigma, x0 if what == "x0" else xt)
-            elif (run := service.cached(key)) is not None:
-                shown_now[method] = (base.sampler.num_steps, 0.0, run.pixels)
-        html_now = picture.forming_html(list(keys), weights, shown_now, base.sampler.num_steps, base.num_samples,
-                                        "x0 estimate" if what == "x0" else "noisy state x_t")
-        yield html_now, gr.skip(), f"Forming: {done / max(total, 1):.0%} of the steps done", gr.skip()
 
 
 def on_pick(followed, event: gr.EventData):
