@@ -244,7 +244,7 @@ def wire(blocks: gr.Blocks, w: dict, tabs: gr.Tabs):
         return ladder, trajectory
 
     arrive = gr.on([blocks.load, w["link_open"].click], on_arrive, None, [*inputs.values(), tabs, w["link_note"]],
-                   api_visibility="private", show_progress="hidden")   # the forming picture is the progress       # the page's link, or one GL.openLink(query) put there
+                   api_visibility="private", show_progress="hidden")   # the page's link, or one GL.openLink(query) put there
     arrive.then(None, js="() => { GL.ready = true; }")
     arrived = arrive.then(on_compare, inputs_kwargs=inputs, outputs=outputs_, api_visibility="private",
                           show_progress="hidden", trigger_mode="always_last", **sampling)

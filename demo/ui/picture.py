@@ -93,7 +93,8 @@ def forming_html(methods: list[str], weights: dict[str, float], previews: dict[s
             for k in range(n))
         body.append(f'<div class="gl-row" data-method="{method}" style="--gl-colour: {GUIDANCE[method].colour}">'
                     f'<div class="gl-label"><span class="gl-name">{html.escape(GUIDANCE[method].short_title)}'
-                    f'</span><span class="gl-meta">{_w_text(method, weights.get(method, 0.0))}{where}</span></div>'
+                    f'</span><span class="gl-meta">{_w_text(method, weights.get(method, 0.0)).rstrip(" ·")}</span>'
+                    f'<span class="gl-meta">{where}</span></div>'
                     f'<div class="gl-cells" style="--gl-columns: {columns}">{"".join(cells)}</div></div>')
     return _frame(len(methods), n, "".join(body), ' data-forming="true" aria-busy="true"',
                   f"Forming: every tile shows its sample's current {what}.")
