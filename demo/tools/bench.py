@@ -20,6 +20,11 @@ digit k mod 10 with seed 1000 + k. Sections (--sections picks some; the machine 
              loop, variants tried
 Sections that need gradio, gradio_client or playwright are skipped, saying so, where those are not installed
 (and always with --only-gpu). --without-gradio behaves as if they were not (to check the GPU path on a CPU).
+
+All of the bench's own torch work (loading, the peak, FLOP counting, the details) runs on the app's compute
+thread, as the app's does (demo/serving/compute.py): a second OpenMP thread team on the main thread made every
+in-process comparison about 1.4x slower (0.39 s against 0.28 s on the 2-core reference machine), a bench artefact
+the served app never had.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ import torch
 
 from demo.engine.config import ROOT
 from demo.engine.pipeline import Models
+from demo.serving.compute import COMPUTE
 from demo.tools import bench_goals, bench_service, benchmarks, classroom
 from demo.tools import bench_print as show
 from demo.tools.bench_flops import comparison_keys, flops_section
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         without_gradio()
     began = time.perf_counter()
     device = torch.device(args.device)
-    models = Models.load(device=device)
+    models = COMPUTE.call(Models.load, device=device)   # all torch work on the app's compute thread (below)
     changes = {k: v for k, v in (("num_samples", args.samples), ("num_steps", args.steps)) if v is not None}
     base, weights = form.comparison_of(**changes)        # the app's defaults, as they are when the bench runs
     students = classroom.class_of(args.class_size, args.samples, args.steps)
@@ -115,12 +121,12 @@ def main(argv: list[str] | None = None) -> dict:
         spent[name] = round(time.perf_counter() - start, 1)
 
     with section("machine"):
-        report["machine"]["matmul_peak_gflops"] = peak = benchmarks.matmul_peak(device, args.repeats)
+        report["machine"]["matmul_peak_gflops"] = peak = COMPUTE.call(benchmarks.matmul_peak, device, args.repeats)
     show.machine(report)
     chosen, reference = args.chosen, None
     if "flops" in chosen:
         with section("flops"):
-            report["flops"] = flops_section(models, base, weights, peak)
+            report["flops"] = COMPUTE.call(flops_section, models, base, weights, peak)
         show.flops(report["flops"])
     with section("in_process"):
         if "alone" in chosen:
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
                 _import("demo.tools.bench_startup").startup(1 if args.quick else 3, args.samples, args.steps)
         show.startup(report["startup"])
     with section("details"):
-        details(report, models, comparison_keys(base, weights), args)
+        COMPUTE.call(details, report, models, comparison_keys(base, weights), args)
     report["goals"] = bench_goals.goals(report)
     bench_goals.goal_table(report["goals"], report["settings"]["app_defaults"])
     spent["total"] = round(time.perf_counter() - began, 1)
