@@ -333,6 +333,26 @@ def test_methods_evaluated_together_equal_each_alone_with_one_call_per_network(m
     assert sorted(clf.batches) == sorted([rows["classifier"], sum(rows.values()) - rows["classifier"]])
 
 
+@pytest.mark.parametrize("inside", [False, True])
+def test_identical_calls_of_methods_on_the_same_noise_are_made_once(mixture, mixture_classifier, inside):
+    """A comparison's methods start from the same noise and stay identical until guidance acts on them: outside
+    the guidance interval all six ask the denoiser the same question (one call of 8 rows, not 48); inside it they
+    share D(x|c) and the no-gradient classifier read. Each such call is made once; nothing else changes."""
+    net, weak, clf = LoggingNet(mixture), LoggingNet(mixture.widened(0.6)), LoggingNet(mixture_classifier)
+    x, c, sigma = points(8), labels(8, 1), 4.0
+    guidances = [make_guidance(m, 2.0, Interval() if inside else Interval(0.0, 1.0), classifier=clf, weak_net=weak)
+                 for m in METHODS]
+    alone = [g(mixture, x, sigma, c) for g in guidances]
+    net.batches.clear(), weak.batches.clear(), clf.batches.clear()
+    together = evaluate_together([Evaluation(g, net, x.clone(), sigma, c.clone()) for g in guidances])
+    for a, b in zip(alone, together):
+        torch.testing.assert_close(b.denoised, a.denoised, rtol=0, atol=0)
+    if not inside:
+        assert net.batches == [8] and weak.batches == [] and clf.batches == []
+    else:   # D(x|c) once, CFG's null and GFCG's reference; the guide for c and c_ref; the classifier with and without grad
+        assert net.batches == [3 * 8] and weak.batches == [2 * 8] and clf.batches == [8, 8]
+
+
 def test_probe_records_p_target_for_every_method(mixture, mixture_classifier):
     x, c = points(), labels(64, 2)
     extras = {"classifier": mixture_classifier, "weak_net": mixture.widened(0.6)}
