@@ -8,10 +8,10 @@ from demo.tools.launcher import launch_app
 
 
 @pytest.mark.slow
-def test_twelve_students_at_once_get_what_each_would_get_alone(tmp_path):
+def test_twelve_students_at_once_get_what_each_would_get_alone():
     students = [loadtest.Student(label=k % 10, seed=100 + k, num_samples=4, num_steps=8) for k in range(12)]
     with launch_app() as (url, process):
-        served = loadtest.classroom(url, students, tmp_path)
+        served = loadtest.classroom(url, students)
         assert process.poll() is None
     assert served["errors"] == []
     match = loadtest.compare_pictures(served["pictures"], loadtest.alone(students))

@@ -103,7 +103,7 @@ def test_the_bench_served_sections_run_with_two_students(tmp_path, assets_untouc
     assert s["per_request"]["sampling_seconds"] > 0 and s["per_request"]["rest_seconds"] >= 0
     previews = report["previews"]
     assert "on_to_off_p50" in previews or previews["off"]["skipped"].startswith("not supported: app.py refused")
-    assert "a class of 2 (gradio_client against a fresh app)" in capsys.readouterr().out
+    assert "a class of 2 (REST calls against a fresh app)" in capsys.readouterr().out
 
 
 @pytest.mark.slow

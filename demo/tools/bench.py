@@ -11,7 +11,7 @@ digit k mod 10 with seed 1000 + k. Sections (--sections picks some; the machine 
   flops      FLOPs of a default comparison and of the classic one (32 DDIM steps, no interval, probe on), and
              the floor: FLOPs / peak (demo/tools/bench_flops.py)
   alone      one comparison alone: in process (Service + rendering, fresh cache) and over HTTP
-  class      the class in process (threads on one Service) and served (gradio_client clients against a fresh
+  class      the class in process (threads on one Service) and served (REST calls of /compare against a fresh
              app): p50/p95/max, wall, errors, identical pixels, ratio to the floor, time split (network share)
   previews   the served class again, the app started with --no-previews
   ladder     one visitor in chromium: first result, ladder fill, w changes in the page (alone, with a class)

@@ -13,10 +13,8 @@ latencies beside them.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 from demo.tools import classroom, launcher
 
@@ -94,25 +92,24 @@ def ladder_section(students: list[classroom.Student], query: str = "", changes: 
     from demo.tools.screenshots import CHROMIUM_ARGS, chromium
     if chromium() is None:
         return {"skipped": "Debian's chromium is not installed"}
-    with tempfile.TemporaryDirectory(prefix="guidance_lab_bench_") as tmp, launcher.launch_app() as (url, _), \
-            sync_playwright() as p:
+    with launcher.launch_app() as (url, _), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         try:
             page, first = open_page(browser, url, query)
             alone = {"first_result_seconds": first, "ladder_fill_seconds": ladder_fill(page, fill_timeout_s),
                      "w_changes": w_changes(page, changes)}
-            busy = with_class(browser, page, url, query, students, Path(tmp), changes, fill_timeout_s)
+            busy = with_class(browser, page, url, query, students, changes, fill_timeout_s)
         finally:
             browser.close()
     return {"alone": alone, "with_class": busy, "query": query}
 
 
-def with_class(browser, page, url: str, query: str, students: list[classroom.Student], folder: Path,
-               changes: int, fill_timeout_s: float) -> dict:
+def with_class(browser, page, url: str, query: str, students: list[classroom.Student], changes: int,
+               fill_timeout_s: float) -> dict:
     """The class presses Generate; meanwhile the first visitor scrubs w and a second one arrives."""
     served: dict = {}
     pressed = threading.Event()
-    clients = threading.Thread(target=lambda: served.update(classroom.classroom(url, students, folder, pressed)),
+    clients = threading.Thread(target=lambda: served.update(classroom.classroom(url, students, pressed)),
                                name="bench-class")
     clients.start()
     pressed.wait(300)

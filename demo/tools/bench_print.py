@@ -59,7 +59,7 @@ def alone(a: dict) -> None:
           f"{p['network_fraction']:.0%} in network calls")
     h = a["http"]
     if "seconds" in h:
-        print(f"  through HTTP (gradio_client, new seeds): {h['seconds']:.3f} s; {split_line(h['split'])}")
+        print(f"  through HTTP (REST calls, new seeds): {h['seconds']:.3f} s; {split_line(h['split'])}")
     else:
         print(f"  through HTTP: {h.get('skipped') or h.get('error')}")
     print()
@@ -77,8 +77,8 @@ def add_floor(report: dict, clients: int) -> None:
 
 
 def klass(c: dict) -> None:
-    for name, title in (("in_process", "threads on one Service, in process"), ("served", "gradio_client against "
-                                                                                           "a fresh app")):
+    for name, title in (("in_process", "threads on one Service, in process"), ("served", "REST calls against a "
+                                                                                           "fresh app")):
         e = c.get(name, {})
         if "p50_seconds" not in e:
             print(f"a class ({title}): {e.get('skipped') or e.get('error') or 'not run'}")

@@ -1,9 +1,10 @@
 """The bench's sections against the served app: `python app.py` on a free loopback port, started fresh for each
 measurement (launcher.launch_app) with the bench's clock in its process (demo/tools/timed_app.py: the time
 inside network calls, sampling steps, rendering and each request's wait, read from the app's own process).
-Needs gradio and gradio_client (the bench skips these sections, saying so, where they are not installed).
+Needs gradio (the bench skips these sections, saying so, where it is not installed). Every call goes over
+Gradio's REST protocol (launcher.rest_call), light on the cores the app samples on.
 
-    comparison alone over HTTP   gradio_client's /compare at the app's defaults, a new seed each time (nothing
+    comparison alone over HTTP   /compare at the app's defaults, a new seed each time (nothing
                                  cached), one after another after a warm-up call; median
     a class                      every student presses Generate at once (classroom.classroom); p50/p95/max,
                                  wall time, errors, pictures against the same comparison made alone, and the
@@ -51,16 +52,15 @@ def served(students: list[classroom.Student], reference: list | None, alone_repe
 def _measure(url: str, folder: Path, students: list[classroom.Student], reference: list | None,
              alone_repeats: int, run_class: bool) -> dict:
     timing = folder / "timing.json"
-    probe = launcher.client(url, str(folder / "probe"))
     like = students[0]
-    launcher.call(probe, classroom.Student(9, 10_000, like.weight, like.num_samples, like.num_steps).kwargs())
+    launcher.rest_call(url, classroom.Student(9, 10_000, like.weight, like.num_samples, like.num_steps).kwargs())
     out = {}
     if alone_repeats:
         before, latencies = read(timing), []
         for k in range(alone_repeats):
             began = time.perf_counter()
-            launcher.call(probe, classroom.Student(3, ALONE_SEEDS + k, like.weight, like.num_samples,
-                                                   like.num_steps).kwargs())
+            launcher.rest_call(url, classroom.Student(3, ALONE_SEEDS + k, like.weight, like.num_samples,
+                                                      like.num_steps).kwargs())
             latencies.append(time.perf_counter() - began)
         timed = split(before, read(timing), sum(latencies), latencies)
         out["alone"] = {"seconds": statistics.median(latencies), "min_seconds": min(latencies),
@@ -68,7 +68,7 @@ def _measure(url: str, folder: Path, students: list[classroom.Student], referenc
                         "network_fraction": timed["network_fraction"], "split": timed}
     if run_class:
         before = read(timing)
-        result = classroom.classroom(url, students, folder)
+        result = classroom.classroom(url, students)
         result["split"] = split(before, read(timing), result["wall_seconds"], result["latencies"])
         pictures = result.pop("pictures")
         if reference is not None:

@@ -14,7 +14,7 @@ from demo.ui import picture
 from demo.ui.common import Runtime
 
 PREVIEW_EVERY = 0.4       # seconds between forming pictures (at least twice a second)
-PREVIEWS_PER_SECOND = 4.0  # forming pictures per second for all visitors together (the 2 cores sample meanwhile)
+PREVIEWS_PER_SECOND = 2.0  # forming pictures per second for all visitors together (the 2 cores sample meanwhile)
 
 
 class Pace:
