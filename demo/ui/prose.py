@@ -90,11 +90,12 @@ $\sigma = <<SIGMA_MAX>>$ to $<<SIGMA_MIN>>$. The same seed gives every method th
 **What the app runs, and why (the *Speed preset*).** On the two CPU cores of a classroom laptop or a free Space,
 the waiting is the experience, so the default is the cheapest setting we measured to be as good as the classic
 one: **10 DDIM steps, with guidance only for $0.2 < \sigma \le 10$** (the guidance interval), and each method at
-the smallest w whose FID is within seed noise of its best. It costs about a quarter of the network work of the
+the smallest w whose FID is within seed noise of its best. It costs about a fifth of the network work of the
 classic setting (32 steps, guidance at every step), which stays one click away. Fewer steps alone held up to 12
 (autoguidance is the first to suffer below that); the interval then skips the second network call where guidance
 matters least. A smaller network and DPM-Solver++(3M) were measured too and lost quality (README: the FLOP
-study). The p(c|x) curve of the trajectory panel is read only for the sample you follow.
+study). The p(c|x) curve of the trajectory panel is read only for the sample you follow, and the methods'
+identical network calls (the same noise, before guidance acts) are made once.
 
 ## References
 - P. Dhariwal, A. Nichol. *Diffusion Models Beat GANs on Image Synthesis.* NeurIPS 2021.
