@@ -92,8 +92,11 @@ def test_on_zerogpu_the_cache_lives_in_the_server_process(models, zerogpu):
     finally:
         hook.remove()
     assert not here                                              # no network ran in the server process
-    cfg = replace(BASE, method="cfg")
-    torch.testing.assert_close(first.runs["cfg"].samples, svc.run_methods(models, [cfg])[0].samples, rtol=0, atol=0)
+    # the same runs sampled here: equal up to float rounding (the stand-in's worker runs torch on 1 thread, this
+    # process on 2, and a convolution's sums may round differently with the thread count at small batches)
+    here_runs = svc.run_methods(models, [replace(BASE, method=m) for m in METHODS])
+    for method, run in zip(METHODS, here_runs):
+        torch.testing.assert_close(first.runs[method].samples, run.samples, rtol=0, atol=1e-5)
 
 
 def test_on_zerogpu_admission_applies_before_the_gpu_is_asked(models, zerogpu):
