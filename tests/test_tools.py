@@ -98,6 +98,8 @@ def test_the_bench_served_sections_run_with_two_students(tmp_path, assets_untouc
     assert http["repeats"] == 1 and http["seconds"] > 0 and http["split"]["requests_sampled"] == 1
     served = report["class"]["served"]
     assert served["errors"] == [] and served["equality"]["identical"], served
+    by_client = report["class"]["served_gradio_client"]                       # the acceptance's gradio_client class
+    assert by_client["via"] == "gradio_client" and by_client["errors"] == [] and by_client["equality"]["identical"]
     s = served["split"]
     assert s["requests_sampled"] == 2 and 0 < s["network_fraction"] <= 1 and s["rendering_calls"] > 0
     assert s["per_request"]["sampling_seconds"] > 0 and s["per_request"]["rest_seconds"] >= 0

@@ -40,7 +40,7 @@ def goals(report: dict) -> list[dict]:
                                                                     "network_fraction"), 0.8, at_most=False)
         goal("w ladder filled after the first result (s)", _get(report, "ladder", "alone", "ladder_fill_seconds"),
              15.0, scaled=True)
-    for where in ("in_process", "served"):
+    for where in ("in_process", "served", "served_gradio_client"):
         errors = _get(report, "class", where, "errors")
         goal(f"class {where}: errors", None if errors is None else len(errors), 0)
         identical = _get(report, "class", where, "equality", "identical")

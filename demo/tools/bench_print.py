@@ -77,8 +77,11 @@ def add_floor(report: dict, clients: int) -> None:
 
 
 def klass(c: dict) -> None:
-    for name, title in (("in_process", "threads on one Service, in process"), ("served", "REST calls against a "
-                                                                                           "fresh app")):
+    for name, title in (("in_process", "threads on one Service, in process"),
+                        ("served", "REST calls against a fresh app"),
+                        ("served_gradio_client", "gradio_client, the same app after it, other seeds")):
+        if name not in c:
+            continue
         e = c.get(name, {})
         if "p50_seconds" not in e:
             print(f"a class ({title}): {e.get('skipped') or e.get('error') or 'not run'}")
@@ -91,7 +94,7 @@ def klass(c: dict) -> None:
         if "wall_to_flop_floor" in e:
             print(f"  FLOP floor {e['flop_floor_seconds']:.2f} s: the class took {e['wall_to_flop_floor']:.1f}x it")
         if "split" in e:
-            print(f"  {split_line(e['split'], 'HTTP and Gradio' if name == 'served' else 'the rest')}")
+            print(f"  {split_line(e['split'], 'HTTP and Gradio' if name.startswith('served') else 'the rest')}")
     print()
 
 

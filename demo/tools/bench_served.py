@@ -30,8 +30,9 @@ ALONE_SEEDS = 5000            # the lone comparisons' seeds: 5000, 5001, ... (ca
 
 
 def served(students: list[classroom.Student], reference: list | None, alone_repeats: int = 0,
-           flags: Sequence[str] = (), run_class: bool = True) -> dict:
-    """A fresh app (with `flags`): a warm-up call, `alone_repeats` lone comparisons, then the class.
+           flags: Sequence[str] = (), run_class: bool = True, second_class: tuple | None = None) -> dict:
+    """A fresh app (with `flags`): a warm-up call, `alone_repeats` lone comparisons, then the class; then, with
+    `second_class` = (students, reference), that class through gradio_client ("class_gradio_client").
     {"alone": ..., "class": ...}, or {"error": ...} / {"skipped": ...} if the app did not start."""
     with tempfile.TemporaryDirectory(prefix="guidance_lab_bench_") as tmp:
         folder = Path(tmp)
@@ -40,7 +41,10 @@ def served(students: list[classroom.Student], reference: list | None, alone_repe
             with launcher.launch_app(args=["--port", str(port), *flags], port=port,
                                      timing=folder / "timing.json") as (url, process):
                 launcher.wait_for_lessons(process)         # a class meets a server done with its warm-up
-                return _measure(url, folder, students, reference, alone_repeats, run_class)
+                out = _measure(url, folder, students, reference, alone_repeats, run_class)
+                if second_class is not None:
+                    out["class_gradio_client"] = _class(url, folder, *second_class, via="gradio_client")
+                return out
         except RuntimeError as error:
             message = str(error)
             if any(flag in message for flag in flags) and "did not start" in message:
@@ -67,11 +71,17 @@ def _measure(url: str, folder: Path, students: list[classroom.Student], referenc
                         "max_seconds": max(latencies), "repeats": alone_repeats,
                         "network_fraction": timed["network_fraction"], "split": timed}
     if run_class:
-        before = read(timing)
-        result = classroom.classroom(url, students)
-        result["split"] = split(before, read(timing), result["wall_seconds"], result["latencies"])
-        pictures = result.pop("pictures")
-        if reference is not None:
-            result["equality"] = classroom.compare_pictures(pictures, reference)
-        out["class"] = result
+        out["class"] = _class(url, folder, students, reference)
     return out
+
+
+def _class(url: str, folder: Path, students: list[classroom.Student], reference: list | None,
+           via: str = "rest") -> dict:
+    """One class against the running app: latencies, errors, the time split and the pictures' equality."""
+    before = read(folder / "timing.json")
+    result = classroom.classroom(url, students, via=via)
+    result["split"] = split(before, read(folder / "timing.json"), result["wall_seconds"], result["latencies"])
+    pictures = result.pop("pictures")
+    if reference is not None:
+        result["equality"] = classroom.compare_pictures(pictures, reference)
+    return {"via": via, **result}
