@@ -129,7 +129,8 @@ def rest_call(url: str, kwargs: dict, api_name: str = "compare", timeout: float 
                 kind = line[len("event: "):]
             elif line.startswith("data: ") and kind in ("complete", "error"):
                 data = json.loads(line[len("data: "):])
-                if kind == "error":
-                    raise RuntimeError(data if isinstance(data, str) else json.dumps(data))
+                if kind == "error":      # Gradio sends {"error": message, ...}, or null for a fault
+                    raise RuntimeError(data.get("error") if isinstance(data, dict) else
+                                       data if isinstance(data, str) else json.dumps(data))
                 return data
     raise RuntimeError(f"/{api_name}: the event stream ended without a result")
