@@ -2,6 +2,7 @@
 estimate (or x_t), paced so that a class's previews do not slow its sampling."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -44,10 +45,10 @@ def forming(live, service: svc.Service, base, weights: dict[str, float], what: s
     estimates are the ones the sampler computes anyway: nothing is sampled for them."""
     keys = {m: svc.cache_key(r) for m, r in zip(METHODS, svc.comparison_requests(base, METHODS, weights))}
     weights = {"unguided": 0.0, **weights}
-    last, said, shown_steps, pace = time.perf_counter(), None, None, None
-    try:
+    last, said, shown_steps, paced = time.perf_counter(), None, None, False
+    with contextlib.ExitStack() as counted:
         for done, total in live:
-            if time.perf_counter() - last < (PREVIEW_EVERY if pace is None else pace.every()):
+            if time.perf_counter() - last < (Pace.every() if paced else PREVIEW_EVERY):
                 continue
             last = time.perf_counter()
             if not Runtime.previews or live.watch is None:
@@ -65,12 +66,10 @@ def forming(live, service: svc.Service, base, weights: dict[str, float], what: s
             if not steps or now == shown_steps:    # nothing (new) to show
                 continue
             shown_steps = now
-            if pace is None:                       # sampling has begun: count this visitor among those forming
-                pace = Pace().__enter__()
+            if not paced:                          # sampling has begun: count this visitor among those forming
+                counted.enter_context(Pace())
+                paced = True
             yield _forming_picture(service, base, weights, keys, steps, what, done, total)
-    finally:
-        if pace is not None:
-            pace.__exit__()
 
 
 def _forming_picture(service: svc.Service, base, weights: dict, keys: dict, steps: dict, what: str, done: int,

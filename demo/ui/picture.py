@@ -30,7 +30,8 @@ def settings_key(base: Request) -> str:
 
 
 def _w_text(method: str, weight: float) -> str:
-    return "" if method == "unguided" else f"w = {weight:g} · "
+    """A method's w as its row shows it ("" for unguided, which has none)."""
+    return "" if method == "unguided" else f"w = {weight:g}"
 
 
 def cell(method: str, weight: float, run: FinishedRun, k: int, selected: int | None) -> str:
@@ -52,7 +53,8 @@ def row(method: str, weight: float, run: FinishedRun, selected: int | None = Non
     name = html.escape(GUIDANCE[method].short_title)
     return (f'<div class="gl-row" data-method="{method}" data-w="{weight:g}" style="--gl-colour: '
             f'{GUIDANCE[method].colour}"><div class="gl-label"><span class="gl-name">{name}</span>'
-            f'<span class="gl-meta">{_w_text(method, weight)}{run.accuracy():.0%} correct</span></div>'
+            f'<span class="gl-meta">{" · ".join(filter(None, (_w_text(method, weight), f"{run.accuracy():.0%} correct")))}'
+            f'</span></div>'
             f'<div class="gl-cells" style="--gl-columns: {columns}">{cells}</div></div>')
 
 
@@ -93,7 +95,7 @@ def forming_html(methods: list[str], weights: dict[str, float], previews: dict[s
             for k in range(n))
         body.append(f'<div class="gl-row" data-method="{method}" style="--gl-colour: {GUIDANCE[method].colour}">'
                     f'<div class="gl-label"><span class="gl-name">{html.escape(GUIDANCE[method].short_title)}'
-                    f'</span><span class="gl-meta">{_w_text(method, weights.get(method, 0.0)).rstrip(" ·")}</span>'
+                    f'</span><span class="gl-meta">{_w_text(method, weights.get(method, 0.0))}</span>'
                     f'<span class="gl-meta">{where}</span></div>'
                     f'<div class="gl-cells" style="--gl-columns: {columns}">{"".join(cells)}</div></div>')
     return _frame(len(methods), n, "".join(body), ' data-forming="true" aria-busy="true"',
