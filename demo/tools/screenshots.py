@@ -2,7 +2,7 @@
 `python -m demo.tools.screenshots [--url http://127.0.0.1:7860] [--out assets] [--all]`.
 
 The Compare tab, finished (screenshot_<size>.png, the README's picture); with --all also the Compare tab while a
-comparison forms (a fresh seed, taken once the forming picture shows), the w sweep, the 2-D lab and the Lessons
+comparison forms (a fresh seed at 60 steps, taken once the forming picture shows), the w sweep, the 2-D lab and the Lessons
 tab (screenshot_<view>_<size>.png): the views to look at before calling a UI change done.
 
 Without --url it starts `python app.py` on a free port (demo/tools/launcher.py) and stops it afterwards. Needs Playwright and Debian's
@@ -29,7 +29,9 @@ def chromium() -> str | None:
 FINISHED = "#comparison .gl-comparison[data-key] .gl-cell img"
 VIEWS = {   # name: (link, what shows that the view is there)
     "": ("", FINISHED),
-    "forming": ("?seed={seed}", "#comparison .gl-comparison[data-forming] .gl-cell img"),
+    # 60 steps: long enough (a few seconds) that the shot is still mid-run; at the default 10 steps the comparison
+    # could finish before it was taken
+    "forming": ("?seed={seed}&num_steps=60", "#comparison .gl-comparison[data-forming] .gl-cell img"),
     "sweep": ("?tab=sweep", "#sweep .gl-frame img"),
     "lab": ("?tab=lab", "#toy-plot img"),
     "lessons": ("?tab=lessons", ".gl-lesson"),
